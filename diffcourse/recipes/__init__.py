@@ -1,0 +1,1 @@
+"""Training recipes: everything needed to reproduce a model, in one function each."""
