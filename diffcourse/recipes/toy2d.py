@@ -13,7 +13,7 @@ from ..training import TrainResult, train
 
 __all__ = ["train_toy_ddpm", "TOY_DEFAULTS"]
 
-TOY_DEFAULTS = dict(steps=3000, batch_size=512, lr=2e-3, T=200, schedule="cosine", hidden=128, depth=3)
+TOY_DEFAULTS = dict(steps=2000, batch_size=512, lr=2e-3, T=200, schedule="cosine", hidden=128, depth=3)
 
 
 def train_toy_ddpm(dataset: str = "moons", *, steps: int = TOY_DEFAULTS["steps"], batch_size: int = TOY_DEFAULTS["batch_size"],
