@@ -72,7 +72,7 @@ class FrameScrubber:
             self.choice.value = choice
         if index is not None:
             self.slider.value = int(index)
-        return self.image.value
+        return bytes(self.image.value)
 
     @property
     def n_frames(self) -> int:
