@@ -1,0 +1,136 @@
+import math
+
+import pytest
+import torch
+
+from diffcourse.data import toy2d
+from diffcourse.metrics import sliced_wasserstein
+from diffcourse.samplers.sde import (VESDE, VPSDE, bits_per_dim, euler_maruyama, ode_likelihood,
+                                     predictor_corrector_sample, probability_flow_ode_sample,
+                                     reverse_sde_sample, score_from_eps_fn)
+from diffcourse.schedules import make_schedule
+
+GM = toy2d.mixture("8gaussians")
+
+
+def exact_vp_score(sde):
+    def score(x, t):
+        ab = sde.alpha_bar(t)
+        return torch.cat([GM.noised(float(a)).score(xi[None]) for a, xi in zip(ab, x)]).to(x.dtype) if len(set(ab.tolist())) > 1 \
+            else GM.noised(float(ab[0])).score(x).to(x.dtype)
+    return score
+
+
+def test_vp_sde_matches_discrete_schedule_on_grid():
+    s = make_schedule("linear", T=1000)
+    sde = VPSDE(s)
+    t = (torch.tensor([0, 99, 499, 999]) + 1) / 1000
+    assert torch.allclose(sde.log_alpha_bar(t), s.alpha_bars[[0, 99, 499, 999]].log(), rtol=1e-3, atol=1e-4)
+    # beta(t) = -T log(alpha_i) ~ T beta_i: from 0.1 to 20 for the DDPM linear schedule
+    assert math.isclose(float(sde.beta(torch.tensor([1e-4]))), 0.1, rel_tol=1e-3)
+    assert math.isclose(float(sde.beta(torch.tensor([1.0]))), -1000 * math.log(1 - 0.02), rel_tol=1e-9)
+    assert (sde.beta(torch.linspace(0, 1, 5000, dtype=torch.float64)).diff().abs() < 0.005).all(), "beta(t) is continuous (a step function would jump by 0.02)"
+    # d/dt log alpha_bar = -beta
+    tt = torch.tensor([0.3004], dtype=torch.float64)
+    h = 1e-4
+    deriv = (sde.log_alpha_bar(tt + h) - sde.log_alpha_bar(tt - h)) / (2 * h)
+    assert math.isclose(float(deriv), -float(sde.beta(tt)), rel_tol=1e-6)
+
+
+def test_score_from_eps_conversion():
+    sde = VPSDE(make_schedule("linear", T=100))
+    eps = torch.randn(4, 2)
+    score = score_from_eps_fn(lambda x, t: eps, sde)
+    t = torch.full((4,), 0.5, dtype=torch.float64)
+    assert torch.allclose(score(torch.zeros(4, 2), t), -eps / math.sqrt(1 - float(sde.alpha_bar(t[:1]))), atol=1e-6)
+
+
+def test_euler_maruyama_ou_stationary_variance():
+    """dx = -theta x dt + sigma dW has stationary variance sigma^2 / (2 theta)."""
+    theta, sigma = 2.0, 1.5
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(50_000, 1, dtype=torch.float64)
+    times = torch.linspace(0, 5, 2001, dtype=torch.float64)
+    x = euler_maruyama(lambda x, t: -theta * x, lambda t: torch.full_like(t, sigma), x, times, g)
+    assert abs(x.var().item() - sigma**2 / (2 * theta)) < 0.02
+    assert abs(x.mean().item()) < 0.02
+
+
+def test_ode_likelihood_of_standard_gaussian_model():
+    """Data N(0, I) under the VP SDE stays N(0, I); with score -x the ODE velocity is 0 and the
+    likelihood must equal the analytic log-density."""
+    sde = VPSDE(make_schedule("linear", T=1000))
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ll = ode_likelihood(lambda x, t: -x, sde, x, steps=20, exact_trace=True)
+    ref = -0.5 * (x**2).sum(1) - math.log(2 * math.pi)
+    assert torch.allclose(ll, ref, atol=1e-8)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_ode_likelihood_of_scaled_gaussian(exact):
+    """Data N(0, s0^2 I): p_t = N(0, (ab s0^2 + 1 - ab) I), score known; the ODE is non-trivial here."""
+    s0 = 0.5
+    sde = VPSDE(make_schedule("linear", T=1000))
+
+    def score(x, t):
+        ab = sde.alpha_bar(t).to(x.dtype).reshape(-1, 1)
+        return -x / (ab * s0**2 + 1 - ab)
+
+    x = s0 * torch.randn(400, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ll = ode_likelihood(score, sde, x, steps=100, method="rk4", t_eps=1e-5, exact_trace=exact,
+                        generator=torch.Generator().manual_seed(3))
+    ref = -0.5 * (x**2).sum(1) / s0**2 - math.log(2 * math.pi * s0**2)
+    if exact:
+        assert torch.allclose(ll, ref, atol=2e-3)
+    else:  # Hutchinson is unbiased: close on average (for an isotropic Jacobian it is even exact)
+        assert abs((ll - ref).mean().item()) < 2e-3
+
+
+def test_ode_likelihood_on_mixture_matches_true_density():
+    sde = VPSDE(make_schedule("linear", T=1000))
+    x = GM.sample(64, torch.Generator().manual_seed(4)).double()
+    ll = ode_likelihood(exact_vp_score(sde), sde, x, steps=200, method="rk4", t_eps=1e-4, exact_trace=True)
+    ref = GM.log_prob(x)
+    assert (ll - ref).abs().mean() < 0.05
+
+
+def test_samplers_shapes_determinism_and_quality_with_exact_score():
+    sde = VPSDE(make_schedule("linear", T=1000))
+    score = exact_vp_score(sde)
+    data = GM.sample(1000, torch.Generator().manual_seed(5))
+    floor = sliced_wasserstein(GM.sample(1000, torch.Generator().manual_seed(6)), data)
+    g = lambda: torch.Generator().manual_seed(7)
+    x_ode = probability_flow_ode_sample(score, sde, (1000, 2), steps=50, generator=g())
+    x_ode2 = probability_flow_ode_sample(score, sde, (1000, 2), steps=50, generator=g())
+    assert x_ode.shape == (1000, 2) and torch.equal(x_ode, x_ode2), "the ODE sampler is deterministic given x_1"
+    x_em = reverse_sde_sample(score, sde, (1000, 2), steps=200, generator=g())
+    x_pc, traj = predictor_corrector_sample(score, sde, (1000, 2), steps=100, generator=g(), return_trajectory=True)
+    assert traj.shape == (101, 1000, 2)
+    assert not torch.equal(x_em, reverse_sde_sample(score, sde, (1000, 2), steps=200, generator=torch.Generator().manual_seed(8)))
+    for x in (x_ode, x_em, x_pc):
+        assert sliced_wasserstein(x, data) < 2 * floor + 0.05
+
+
+def test_ve_sde_sampling_with_exact_score():
+    sde = VESDE(0.01, 10.0)
+
+    def score(x, t):
+        sig = float(sde.sigma(t[:1]))
+        return toy2d.GaussianMixture(GM.means, math.sqrt(GM.std**2 + sig**2)).score(x).to(x.dtype)
+
+    x = probability_flow_ode_sample(score, sde, (800, 2), steps=100, method="rk4", generator=torch.Generator().manual_seed(0))
+    data = GM.sample(800, torch.Generator().manual_seed(1))
+    floor = sliced_wasserstein(GM.sample(800, torch.Generator().manual_seed(2)), data)
+    assert sliced_wasserstein(x, data) < 2 * floor + 0.05
+
+
+def test_bits_per_dim_of_uniform_is_8_bits():
+    # a uniform density on [-1, 1]^D has log p = -D log 2: exactly 8 bits per 256-level dimension
+    D = 784
+    assert math.isclose(float(bits_per_dim(torch.tensor(-D * math.log(2.0)), D)), 8.0, rel_tol=1e-12)
+
+
+def test_bad_method_message():
+    sde = VPSDE(make_schedule("linear", T=10))
+    with pytest.raises(ValueError, match="heun"):
+        probability_flow_ode_sample(lambda x, t: -x, sde, (2, 2), steps=2, method="midpoint")
