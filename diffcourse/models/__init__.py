@@ -1,5 +1,8 @@
-"""Networks: `ToyMLP` for 2D points; the MNIST networks live beside it."""
+"""Networks: `ToyMLP` for 2D points; `UNet`, `Classifier`, `NoisyClassifier` for MNIST."""
+from .classifier import Classifier, NoisyClassifier
 from .embeddings import LabelEmbedding, TimeEmbedding, sinusoidal_embedding
 from .toy import ToyMLP
+from .unet import UNet
 
-__all__ = ["ToyMLP", "TimeEmbedding", "LabelEmbedding", "sinusoidal_embedding"]
+__all__ = ["ToyMLP", "UNet", "Classifier", "NoisyClassifier", "TimeEmbedding", "LabelEmbedding",
+           "sinusoidal_embedding"]

@@ -1,0 +1,173 @@
+r"""Recipes for the MNIST networks: one function call (or ``python -m diffcourse train NAME``) per checkpoint.
+
+=========================  ===========================================================================
+``mnist-ddpm``             unconditional `UNet`, :math:`\varepsilon`-prediction, linear schedule, T=1000
+``mnist-cfg``              class-conditional `UNet`, labels dropped to the null label with p=0.1 (CFG)
+``mnist-classifier``       `Classifier` on clean digits (small random shifts); its features give FID
+``mnist-noisy-classifier`` `NoisyClassifier` on :math:`x_t` = ``q_sample(x_0, t, ε)``, t uniform
+=========================  ===========================================================================
+
+Every recipe runs the package's one training loop (`diffcourse.training.train`: Adam, EMA,
+checkpoint every two minutes, exact resume) and draws all randomness from one seeded
+generator, so a run repeats. `train_recipe` writes two files into ``out``:
+
+* ``train.pt`` — the full training state (for ``--resume``);
+* ``NAME.pt`` — the *export*: the EMA weights and what is needed to rebuild the network,
+  ``{"state_dict", "config", "model", "recipe", "steps", "seconds", …}``; this is the file
+  shipped in ``diffcourse/checkpoints/`` and read by `diffcourse.load_pretrained`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.mnist import load_mnist
+from ..models import Classifier, NoisyClassifier, UNet
+from ..objectives import diffusion_loss
+from ..schedules import make_schedule
+from ..training import TrainResult, train
+
+__all__ = ["Recipe", "RECIPES", "MODEL_CLASSES", "build_model", "train_recipe", "export_path", "random_shift"]
+
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"UNet": UNet, "Classifier": Classifier, "NoisyClassifier": NoisyClassifier}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a training run (the defaults reproduce the shipped checkpoints)."""
+
+    name: str
+    kind: str                      # "diffusion" | "classifier" | "noisy-classifier"
+    model: str                     # a key of MODEL_CLASSES
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    steps: int = 5000
+    batch_size: int = 64
+    lr: float = 1e-3
+    ema_decay: float = 0.999
+    seed: int = 0
+    schedule: str = "linear"
+    T: int = 1000
+    target: str = "eps"
+    p_uncond: float = 0.0
+    description: str = ""
+
+
+_UNET = dict(ch=24, ch_mult=[1, 2, 2], num_res_blocks=1, attn_res=[7])
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("mnist-ddpm", "diffusion", "UNet", dict(_UNET), steps=4000, batch_size=64, lr=1.5e-3,
+           description="Unconditional DDPM U-Net, eps-prediction, linear schedule T=1000."),
+    Recipe("mnist-cfg", "diffusion", "UNet", dict(_UNET, num_classes=10), steps=4000, batch_size=64, lr=1.5e-3,
+           p_uncond=0.1, description="Class-conditional U-Net with label dropout p=0.1 (classifier-free guidance)."),
+    Recipe("mnist-classifier", "classifier", "Classifier", {}, steps=2000, batch_size=128, lr=1e-3,
+           description="CNN on clean MNIST (±2 px random shifts); its penultimate layer is the FID feature space."),
+    Recipe("mnist-noisy-classifier", "noisy-classifier", "NoisyClassifier", {}, steps=2500, batch_size=128, lr=1e-3,
+           description="Time-conditioned CNN trained on q_sample'd digits at uniform t (classifier guidance)."),
+]}
+
+
+def build_model(model: str, config: dict[str, Any]) -> nn.Module:
+    """Instantiate network class ``model`` (a key of `MODEL_CLASSES`) from its ``config`` dict."""
+    if model not in MODEL_CLASSES:
+        raise ValueError(f"Unknown model class {model!r}; known: {sorted(MODEL_CLASSES)}.")
+    return MODEL_CLASSES[model](**config)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image by an independent random integer offset in ``[-max_shift, max_shift]`` (fill −1 = black)."""
+    if max_shift <= 0:
+        return x
+    B, C, H, W = x.shape
+    p = max_shift
+    padded = F.pad(x, (p, p, p, p), value=-1.0)
+    oy = torch.randint(0, 2 * p + 1, (B,), generator=generator).to(x.device)
+    ox = torch.randint(0, 2 * p + 1, (B,), generator=generator).to(x.device)
+    rows = (oy[:, None] + torch.arange(H, device=x.device))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(W, device=x.device))[:, None, None, :]
+    b = torch.arange(B, device=x.device)[:, None, None, None]
+    c = torch.arange(C, device=x.device)[None, :, None, None]
+    return padded[b, c, rows, cols]
+
+
+def _loss_fn(recipe: Recipe) -> Callable[[nn.Module, Any, torch.Generator], torch.Tensor]:
+    schedule = make_schedule(recipe.schedule, recipe.T)
+    if recipe.kind == "diffusion":
+        conditional = recipe.model_kwargs.get("num_classes") is not None
+
+        def loss(m, batch, g):
+            x0, y = batch
+            return diffusion_loss(m, schedule, x0, g, target=recipe.target, y=y if conditional else None,
+                                  p_uncond=recipe.p_uncond)
+    elif recipe.kind == "classifier":
+        def loss(m, batch, g):
+            x, y = batch
+            return F.cross_entropy(m(random_shift(x, 2, g)), y)
+    elif recipe.kind == "noisy-classifier":
+        def loss(m, batch, g):
+            x0, y = batch
+            t = torch.randint(0, schedule.T, (x0.shape[0],), generator=g).to(x0.device)
+            eps = torch.randn(x0.shape, generator=g).to(x0.device)
+            return F.cross_entropy(m(schedule.q_sample(x0, t, eps), t), y)
+    else:
+        raise ValueError(f"Unknown recipe kind {recipe.kind!r}.")
+    return loss
+
+
+def export_path(name: str, out: str | os.PathLike) -> Path:
+    """Where `train_recipe` writes the exported EMA weights of recipe ``name``: ``out/NAME.pt``."""
+    return Path(out) / f"{name}.pt"
+
+
+def train_recipe(name: str, out: str | os.PathLike | None = None, *, steps: int | None = None, resume: bool = False,
+                 device: torch.device | str = "cpu", progress: bool = True, checkpoint_every_s: float = 120.0,
+                 command: str | None = None) -> tuple[TrainResult, Path | None]:
+    """Run recipe ``name`` (see `RECIPES`); return the `TrainResult` and the path of the export (or None).
+
+    ``steps`` overrides the recipe's step count (tests use a handful). With ``out`` the training
+    state is checkpointed to ``out/train.pt`` (``resume=True`` continues from it) and at the end
+    the EMA weights are exported to ``out/NAME.pt``.
+    """
+    if name not in RECIPES:
+        raise ValueError(f"Unknown recipe {name!r}. Choose one of: {', '.join(RECIPES)}.")
+    recipe = RECIPES[name]
+    steps = int(steps if steps is not None else recipe.steps)
+    torch.manual_seed(recipe.seed)  # weight initialisation
+    model = build_model(recipe.model, recipe.model_kwargs)
+    x_train, y_train = load_mnist("train")
+    n = x_train.shape[0]
+
+    def next_batch(g: torch.Generator):
+        idx = torch.randint(0, n, (recipe.batch_size,), generator=g)
+        return x_train[idx], y_train[idx]
+
+    out_dir = Path(out) if out is not None else None
+    ckpt = out_dir / "train.pt" if out_dir is not None else None
+    settings = {k: v for k, v in asdict(recipe).items() if k != "model_kwargs"}
+    settings["steps"] = steps
+    result = train(model, _loss_fn(recipe), next_batch, steps, lr=recipe.lr, ema_decay=recipe.ema_decay,
+                   seed=recipe.seed, checkpoint=ckpt, checkpoint_every_s=checkpoint_every_s, resume=resume,
+                   device=device, progress=progress, desc=name, extra={"recipe": settings})
+    if out_dir is None:
+        return result, None
+    export = {
+        "state_dict": {k: v.detach().cpu() for k, v in result.ema_model.state_dict().items()},
+        "config": dict(model.config),
+        "model": recipe.model,
+        "recipe": name,
+        "settings": settings,
+        "steps": steps,
+        "seconds": round(result.seconds, 1),
+        "device": str(device),
+        "command": command or "",
+    }
+    path = export_path(name, out_dir)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(export, tmp)
+    tmp.replace(path)
+    return result, path
