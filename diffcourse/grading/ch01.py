@@ -1,0 +1,320 @@
+r"""Checks for chapter 1, *Fundamentals: the forward process* (``solutions/01_fundamentals.ipynb``).
+
+The learner's functions and the references they are compared with:
+
+================  ====================================================  =====================================
+exercise          learner's signature                                   reference
+================  ====================================================  =====================================
+linear_betas      ``linear_betas(T, beta_start, beta_end)``             `diffcourse.schedules.linear_betas`
+cosine_betas      ``cosine_betas(T, s, max_beta)``                      `diffcourse.schedules.cosine_betas`
+q_sample          ``q_sample(x0, t, eps, alpha_bars)``                  `NoiseSchedule.q_sample`
+q_step            ``q_step(x_prev, t, eps, betas)``                     `NoiseSchedule.q_step`
+run_chain         ``run_chain(x0, betas, generator)``                   the closed form's mean and variance
+snr               ``snr(alpha_bars)``                                   `NoiseSchedule.snr`
+steps_to_noise    ``steps_to_noise(name, threshold, T_max)``            `steps_to_noise_reference`
+================  ====================================================  =====================================
+
+Timesteps are 0-based throughout, as in `diffcourse.schedules`.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable
+
+import torch
+
+from ..schedules import NoiseSchedule, cosine_betas, linear_betas, make_schedule
+from .compare import describe, expect_like, expect_statistic, expect_tensor
+from .core import CheckContext, Mismatch, register_check
+
+CHAPTER = 1
+Fn = Callable[..., Any]
+
+FLOAT64_HINT = ("Build the schedule in float64 (e.g. `torch.linspace(..., dtype=torch.float64)`): ᾱ_t is a "
+                "product of up to a thousand numbers close to 1, and float32 loses its small values.")
+CAST_HINT = ("Cast the coefficients to the data's dtype (`.to(x0.dtype)`): a float64 schedule times float32 data "
+             "gives float64, which a float32 network will refuse.")
+
+
+def _uniform(ctx: CheckContext, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=ctx.gen, dtype=torch.float64))
+
+
+def _randint(ctx: CheckContext, low: int, high: int) -> int:
+    """An integer in [low, high] (both included)."""
+    return int(torch.randint(low, high + 1, (), generator=ctx.gen))
+
+
+def _random_schedule(ctx: CheckContext) -> NoiseSchedule:
+    name = ["linear", "cosine", "sigmoid"][_randint(ctx, 0, 2)]
+    return make_schedule(name, _randint(ctx, 50, 1000))
+
+
+# ----------------------------------------------------------------------------------------- (a) schedules
+@register_check("linear_betas", chapter=CHAPTER,
+                hint="β_t runs evenly from beta_start (t = 0) to beta_end (t = T−1), both included: "
+                     "torch.linspace(beta_start, beta_end, T, dtype=torch.float64).")
+def check_linear_betas(fn: Fn, ctx: CheckContext) -> str:
+    cases = [(1000, 1e-4, 0.02), (_randint(ctx, 2, 300), _uniform(ctx, 1e-5, 1e-3), _uniform(ctx, 0.01, 0.05)),
+             (_randint(ctx, 2, 50), _uniform(ctx, 1e-4, 1e-2), _uniform(ctx, 0.1, 0.3))]
+    for T, b0, b1 in cases:
+        what = f"linear_betas({T}, {b0:.4g}, {b1:.4g})"
+        out = ctx.call(fn, T, b0, b1, what=what)
+        expect_tensor(out, linear_betas(T, b0, b1), what=what, rtol=1e-6, atol=1e-12, dtype_hint=FLOAT64_HINT,
+                      mistakes={
+                          "swap beta_start and beta_end": torch.linspace(b1, b0, T, dtype=torch.float64),
+                          "space the points by (beta_end − beta_start)/T, so the last one falls short of beta_end":
+                              b0 + (b1 - b0) * torch.arange(T, dtype=torch.float64) / T,
+                      })
+    return f"{len(cases)} schedules (T = {', '.join(str(c[0]) for c in cases)}) match the reference."
+
+
+def _cosine_variant(T: int, s: float, max_beta: float, *, square: bool = True, offset: bool = True,
+                    flip: bool = False, clip: bool = True, denominator: bool = True) -> torch.Tensor:
+    """The cosine schedule with one deliberate mistake switched on, to recognise it in a learner's output."""
+    tau = torch.arange(T + 1, dtype=torch.float64)
+    s_ = s if offset else 0.0
+    f = torch.cos(((tau / T) + s_) / ((1 + s_) if denominator else 1.0) * math.pi / 2)
+    f = f ** 2 if square else f
+    ab = f / f[0]
+    betas = 1 - (ab[:-1] / ab[1:] if flip else ab[1:] / ab[:-1])
+    return betas.clamp(max=max_beta) if clip else betas
+
+
+@register_check("cosine_betas", chapter=CHAPTER,
+                hint="f(τ) = cos²(((τ/T + s)/(1 + s))·π/2) for τ = 0 … T; ᾱ(τ) = f(τ)/f(0); "
+                     "β_t = min(1 − ᾱ(t+1)/ᾱ(t), max_beta) for t = 0 … T−1.")
+def check_cosine_betas(fn: Fn, ctx: CheckContext) -> str:
+    cases = [(1000, 0.008, 0.999), (_randint(ctx, 5, 200), 0.008, 0.999),
+             (_randint(ctx, 5, 200), _uniform(ctx, 0.001, 0.02), _uniform(ctx, 0.5, 0.99))]
+    for T, s, max_beta in cases:
+        what = f"cosine_betas({T}, s={s:.4g}, max_beta={max_beta:.4g})"
+        out = ctx.call(fn, T, s, max_beta, what=what)
+        v = lambda **kw: _cosine_variant(T, s, max_beta, **kw)  # noqa: E731
+        expect_tensor(out, cosine_betas(T, s, max_beta), what=what, rtol=1e-6, atol=1e-10, dtype_hint=FLOAT64_HINT,
+                      mistakes={
+                          "forget to clip β_t at max_beta (the last step would be β ≈ 1)": v(clip=False),
+                          "forget to square the cosine": v(square=False),
+                          "divide ᾱ(t) by ᾱ(t+1) instead of ᾱ(t+1) by ᾱ(t)": v(flip=True),
+                          "leave out the offset s": v(offset=False),
+                          "leave out the division by (1 + s)": v(denominator=False),
+                      })
+    return f"{len(cases)} schedules (T = {', '.join(str(c[0]) for c in cases)}, varied s and max_beta) match."
+
+
+# ----------------------------------------------------------------------------------------- (b) q_sample
+def _batch(ctx: CheckContext, shape_tail: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn((_randint(ctx, 5, 9), *shape_tail), generator=ctx.gen, dtype=dtype)
+
+
+def _timesteps(ctx: CheckContext, B: int, T: int) -> torch.Tensor:
+    t = torch.randint(0, T, (B,), generator=ctx.gen)
+    t[0], t[1] = 0, T - 1  # the ends are where off-by-one mistakes show
+    return t
+
+
+def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *([1] * (x.ndim - 1))).to(torch.float64)
+
+
+@register_check("q_sample", chapter=CHAPTER,
+                hint="x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε with ᾱ_t = alpha_bars[t]; reshape alpha_bars[t] "
+                     "(shape (B,)) to (B, 1, …, 1) so it broadcasts over each example, whatever x0's shape.")
+def check_q_sample(fn: Fn, ctx: CheckContext) -> str:
+    shapes = [(2,), (1, 4, 4), (3,)]
+    dtypes = [torch.float32, torch.float32, torch.float64]
+    for tail, dtype in zip(shapes, dtypes):
+        sched = _random_schedule(ctx)
+        x0 = _batch(ctx, tail, dtype)
+        eps = torch.randn(x0.shape, generator=ctx.gen, dtype=dtype)
+        t = _timesteps(ctx, x0.shape[0], sched.T)
+        ab = sched.alpha_bars
+        what = "q_sample(x0, t, eps, alpha_bars)"
+        inputs = (f"x0 {describe(x0)}, t = {t.tolist()}, eps like x0, alpha_bars of the {sched.name} schedule "
+                  f"with T = {sched.T} (float64)")
+        out = ctx.call(fn, x0.clone(), t.clone(), eps.clone(), ab.clone(), what=what)
+        a, x, e = _bcast(ab[t], x0), x0.double(), eps.double()
+        a_prev = _bcast(ab[t - 1], x0)
+        expect_tensor(out, sched.q_sample(x0, t, eps), what=what, inputs=inputs, dtype_hint=CAST_HINT,
+                      rtol=1e-4 if dtype == torch.float32 else 1e-9, atol=1e-5 if dtype == torch.float32 else 1e-12,
+                      mistakes={
+                          "forget the square roots (ᾱ_t·x0 + (1 − ᾱ_t)·ε)": a * x + (1 - a) * e,
+                          "swap x0 and ε (sqrt(ᾱ_t)·ε + sqrt(1 − ᾱ_t)·x0)": a.sqrt() * e + (1 - a).sqrt() * x,
+                          "subtract the noise instead of adding it": a.sqrt() * x - (1 - a).sqrt() * e,
+                          "index ᾱ with t − 1 (t is 0-based: alpha_bars[t] belongs to x_t)":
+                              a_prev.sqrt() * x + (1 - a_prev).sqrt() * e,
+                          "use sqrt(ᾱ_t) on the noise as well": a.sqrt() * x + a.sqrt() * e,
+                      })
+    return "batches of shape (B, 2), (B, 1, 4, 4) and (B, 3), float32 and float64, t from 0 to T−1, all match."
+
+
+# ----------------------------------------------------------------------------------------- (c) the chain
+@register_check("q_step", chapter=CHAPTER,
+                hint="x_t = sqrt(α_t)·x_{t−1} + sqrt(β_t)·ε with β_t = betas[t] and α_t = 1 − β_t; "
+                     "β_t is a variance, so the noise is scaled by its square root.")
+def check_q_step(fn: Fn, ctx: CheckContext) -> str:
+    for tail in [(2,), (1, 4, 4)]:
+        sched = _random_schedule(ctx)
+        for t in (0, sched.T - 1, _randint(ctx, 1, sched.T - 2)):
+            x = _batch(ctx, tail)
+            eps = torch.randn(x.shape, generator=ctx.gen)
+            what = f"q_step(x_prev, {t}, eps, betas)"
+            inputs = f"x_prev {describe(x)}, t = {t}, betas of the {sched.name} schedule with T = {sched.T}"
+            out = ctx.call(fn, x.clone(), t, eps.clone(), sched.betas.clone(), what=what)
+            b = float(sched.betas[t])
+            b_prev = float(sched.betas[t - 1])
+            xd, ed = x.double(), eps.double()
+            expect_tensor(out, sched.q_step(x, t, eps), what=what, inputs=inputs, rtol=1e-4, atol=1e-5,
+                          dtype_hint=CAST_HINT.replace("x0", "x_prev"),
+                          mistakes={
+                              "forget the square root on β_t (noise scaled by β_t)": math.sqrt(1 - b) * xd + b * ed,
+                              "forget the square root on α_t (x_{t−1} scaled by α_t)": (1 - b) * xd + math.sqrt(b) * ed,
+                              "do not scale x_{t−1} at all (the variance then grows at every step)":
+                                  xd + math.sqrt(b) * ed,
+                              "swap α_t and β_t": math.sqrt(b) * xd + math.sqrt(1 - b) * ed,
+                              "use betas[t − 1] (t is 0-based: betas[t] is the step that makes x_t)":
+                                  math.sqrt(1 - b_prev) * xd + math.sqrt(b_prev) * ed,
+                          })
+    return "steps at t = 0, T−1 and in between, on batches of shape (B, 2) and (B, 1, 4, 4), all match."
+
+
+def _chain_moments(c: torch.Tensor, betas: torch.Tensor, scale: Callable[[float], tuple[float, float]],
+                   skip: int | None = None) -> tuple[torch.Tensor, float]:
+    """Exact mean and variance after iterating x ← a·x + b·ε with (a, b) = scale(β_t), starting from x = c."""
+    mean, var = c.double().clone(), 0.0
+    for i, beta in enumerate(betas.tolist()):
+        if skip is not None and i == skip % len(betas):
+            continue
+        a, b = scale(beta)
+        mean, var = a * mean, a * a * var + b * b
+    return mean, var
+
+
+@register_check("run_chain", chapter=CHAPTER, timeout=20.0,
+                hint="Start from x = x0 and, for t = 0, 1, …, T−1 in turn, draw "
+                     "eps = torch.randn(x.shape, generator=generator) and apply your q_step; return the last x.")
+def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
+    T = _randint(ctx, 10, 30)
+    betas = torch.linspace(0.01, 0.03, T, dtype=torch.float64)
+    betas[0], betas[-1] = _uniform(ctx, 0.2, 0.3), _uniform(ctx, 0.3, 0.4)  # big ends: a skipped step shows
+    n = 16_000  # 2-D: 32 000 numbers, under PyTorch's threshold for multithreading tiny elementwise ops
+    c = torch.tensor([_uniform(ctx, 1.5, 3.0), -_uniform(ctx, 1.5, 3.0)])
+    x0 = c.expand(n, 2).clone()
+    what = "run_chain(x0, betas, generator)"
+    inputs = f"{n} copies of x0 = {describe(c)}, T = {T} steps"
+
+    # shape, dtype, finiteness on a small batch; the generator must make it repeatable
+    small = x0[:5]
+    first = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(7), what=what)
+    ab = float(torch.prod(1 - betas))
+    expect_like(first, small, what=what, inputs=f"x0 {describe(small)}, T = {T} steps")
+    again = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(7), what=what)
+    if not (isinstance(again, torch.Tensor) and torch.equal(first, again)):
+        raise Mismatch("not repeatable: two calls with generators seeded alike gave different x_T.",
+                       hint="Draw the noise with the generator you are given: "
+                            "torch.randn(x.shape, generator=generator).")
+    other = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(8), what=what)
+    if isinstance(other, torch.Tensor) and torch.equal(first, other):
+        raise Mismatch("not random: generators with different seeds gave the same x_T.",
+                       hint="Each step adds fresh noise: draw eps inside the loop with the generator.")
+    if first.dtype != small.dtype:
+        raise Mismatch(f"dtype differs: yours {first.dtype}, expected {small.dtype} (the dtype of x0).",
+                       hint=CAST_HINT)
+
+    # the statistics of x_T against the closed form q(x_T | x0) = N(sqrt(ᾱ_T) x0, (1 − ᾱ_T) I)
+    xT = ctx.call(fn, x0.clone(), betas.clone(), torch.Generator().manual_seed(ctx.seed), what=what).double()
+    mean, var = xT.mean(0), xT.var(0)
+    exp_mean, exp_var = math.sqrt(ab) * c.double(), 1 - ab
+    tol_mean = 6 * math.sqrt(exp_var / n) + 1e-3
+    tol_var = 6 * exp_var * math.sqrt(2 / (n - 1)) + 1e-3
+    diagnoses = {
+        "forgot the square root on α_t": _chain_moments(c, betas, lambda b: (1 - b, math.sqrt(b))),
+        "forgot the square root on β_t": _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), b)),
+        "did not scale x_{t−1} by sqrt(α_t)": _chain_moments(c, betas, lambda b: (1.0, math.sqrt(b))),
+        "skipped the last step (T−1 steps instead of T)":
+            _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), math.sqrt(b)), skip=-1),
+        "skipped the first step (started at t = 1)":
+            _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), math.sqrt(b)), skip=0),
+    }
+    note = ""
+    for description, (m, v) in diagnoses.items():
+        if (mean - m).abs().max() <= tol_mean and abs(float(var.mean()) - v) <= tol_var:
+            note = f"Your mean and variance are those of a chain that {description}."
+            break
+    for d in range(2):
+        expect_statistic(f"mean (coordinate {d})", float(mean[d]), float(exp_mean[d]), tol_mean, what="x_T",
+                         inputs=inputs, note=note)
+        expect_statistic(f"variance (coordinate {d})", float(var[d]), exp_var, tol_var, what="x_T",
+                         inputs=inputs, note=note)
+    return (f"over {n} chains of {T} steps, mean and variance of x_T match the closed form "
+            f"N(sqrt(ᾱ_T)·x0, (1 − ᾱ_T)·I), ᾱ_T = {ab:.3f}.")
+
+
+# ----------------------------------------------------------------------------------------- (d) SNR
+@register_check("snr", chapter=CHAPTER,
+                hint="SNR(t) = ᾱ_t / (1 − ᾱ_t): the variance of the signal part sqrt(ᾱ_t)·x0 (for unit-variance "
+                     "data) divided by the variance of the noise part.")
+def check_snr(fn: Fn, ctx: CheckContext) -> str:
+    scheds = [make_schedule("linear", 1000), make_schedule("cosine", _randint(ctx, 50, 1000)), _random_schedule(ctx)]
+    for sched in scheds:
+        ab = sched.alpha_bars
+        what = "snr(alpha_bars)"
+        out = ctx.call(fn, ab.clone(), what=what)
+        expect_tensor(out, sched.snr, what=what, inputs=f"alpha_bars of the {sched.name} schedule, T = {sched.T}",
+                      rtol=1e-8, atol=1e-12,
+                      mistakes={
+                          "invert it: (1 − ᾱ)/ᾱ is the noise-to-signal ratio": (1 - ab) / ab,
+                          "take the square root: a ratio of standard deviations, not of variances":
+                              (ab / (1 - ab)).sqrt(),
+                          "take the logarithm (that is log-SNR, a useful but different quantity)":
+                              (ab / (1 - ab)).log(),
+                          "use sqrt(ᾱ) for the signal but (1 − ᾱ) for the noise": ab.sqrt() / (1 - ab),
+                      })
+    return "matches ᾱ/(1 − ᾱ) for the linear, cosine and a random schedule."
+
+
+# ----------------------------------------------------------------------------------------- (e) the experiment
+def steps_to_noise_reference(name: str, threshold: float = 1e-3, T_max: int = 5000) -> int | None:
+    """The smallest ``T`` (1 ≤ T ≤ T_max) for which ``make_schedule(name, T)`` ends at ᾱ_{T−1} < ``threshold``; else None."""
+    for T in range(1, T_max + 1):
+        if float(make_schedule(name, T).alpha_bars[-1]) < threshold:
+            return T
+    return None
+
+
+def _as_int_or_none(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_floating_point:
+        return int(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise Mismatch(f"{what} returned {value!r:.60} ({type(value).__name__}); expected a whole number of steps "
+                   "(or None when no T up to T_max is enough).")
+
+
+@register_check("steps_to_noise", chapter=CHAPTER, timeout=30.0,
+                hint="Loop T = 1, 2, …, T_max; build make_schedule(name, T) and return the first T whose last "
+                     "ᾱ (alpha_bars[-1]) is below threshold; return None after the loop.")
+def check_steps_to_noise(fn: Fn, ctx: CheckContext) -> str:
+    cases = [("linear", 1e-3, 5000), ("cosine", 1e-3, 5000),
+             ("sigmoid", 10 ** -_uniform(ctx, 2, 4), 5000), ("linear", 10 ** -_uniform(ctx, 2, 4), 5000),
+             ("linear", 1e-3, _randint(ctx, 50, 300))]
+    found = []
+    for name, thr, T_max in cases:
+        what = f"steps_to_noise({name!r}, threshold={thr:.3g}, T_max={T_max})"
+        got = _as_int_or_none(ctx.call(fn, name, thr, T_max, what=what), what)
+        expected = steps_to_noise_reference(name, thr, T_max)
+        if got != expected:
+            message = f"value differs: {what} gave {got}, expected {expected}."
+            if got is not None and expected is not None and abs(got - expected) == 1:
+                message += ("\n   Off by one: T is the number of steps, and the schedule with T steps ends at "
+                            "alpha_bars[T−1] = alpha_bars[-1]; return the first T that is below the threshold.")
+            elif expected is None:
+                message += "\n   No T up to T_max reaches the threshold here: return None after the loop."
+            elif got is not None and got > expected:
+                message += "\n   Yours is too large: is the comparison `<` against alpha_bars[-1] (the last step)?"
+            raise Mismatch(message)
+        found.append(f"{name}: {expected}" if thr == 1e-3 and expected else None)
+    return "finds the first T that reaches noise (" + ", ".join(f for f in found if f) + " at ᾱ_T < 1e-3)."

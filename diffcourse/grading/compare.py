@@ -1,0 +1,147 @@
+"""Comparisons that explain themselves.
+
+Each function raises `Mismatch` with a message that says *what* differed — the
+type, the shape, NaN/inf, the values (where, by how much), the dtype, a
+statistic — and, when the wrong output equals a known mistake (a forgotten
+square root, a swapped argument …), names the mistake.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+
+from .core import Mismatch
+
+__all__ = ["expect_like", "expect_tensor", "expect_close", "expect_statistic", "describe"]
+
+
+def describe(x: Any) -> str:
+    """A short description of an input, for messages: ``tensor (4, 2) float32`` or the repr of a number."""
+    if isinstance(x, torch.Tensor):
+        if x.numel() <= 6:
+            values = ", ".join(f"{v:.4g}" if x.dtype.is_floating_point else str(v) for v in x.flatten().tolist())
+            return f"tensor{tuple(x.shape)} {_dtype(x.dtype)} [{values}]"
+        return f"tensor{tuple(x.shape)} {_dtype(x.dtype)}"
+    return repr(x)
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _not_a_tensor(out: Any, what: str) -> Mismatch:
+    if out is None:
+        return Mismatch(f"{what} returned None.", hint="Did you forget the `return` statement?")
+    if hasattr(out, "__array__") and not isinstance(out, torch.Tensor):
+        return Mismatch(f"{what} returned a {type(out).__name__}, not a torch.Tensor.",
+                        hint="Stay in PyTorch (torch.sqrt, torch.cumprod …), or convert with torch.as_tensor(...).")
+    return Mismatch(f"{what} returned a {type(out).__name__} ({out!r:.60}), but a torch.Tensor was expected.")
+
+
+def _matching_mistake(out: torch.Tensor, mistakes: Mapping[str, torch.Tensor] | None,
+                      rtol: float, atol: float) -> str | None:
+    for description, wrong in (mistakes or {}).items():
+        wrong = torch.as_tensor(wrong)
+        if wrong.shape == out.shape and torch.allclose(out.to(torch.float64), wrong.to(torch.float64),
+                                                       rtol=rtol, atol=atol, equal_nan=True):
+            return description
+    return None
+
+
+def expect_like(out: Any, expected: torch.Tensor, *, what: str, inputs: str = "",
+                dtype_hint: str | None = None) -> torch.Tensor:
+    """Require ``out`` to be a finite floating-point tensor of ``expected``'s shape (values are not compared)."""
+    context = f"\n   inputs: {inputs}" if inputs else ""
+    if not isinstance(out, torch.Tensor):
+        raise _not_a_tensor(out, what)
+    if out.shape != expected.shape:
+        note = ""
+        if out.numel() == expected.numel():
+            note = " (same number of elements, arranged differently: a reshape/transpose problem?)"
+        elif out.ndim > expected.ndim:
+            note = " (more dimensions than expected: did broadcasting combine two shapes that should have matched?)"
+        raise Mismatch(f"shape differs: yours {tuple(out.shape)}, expected {tuple(expected.shape)}{note}.{context}")
+    if out.is_complex() or not (out.dtype.is_floating_point or out.dtype == expected.dtype):
+        raise Mismatch(f"dtype differs: yours {_dtype(out.dtype)}, expected {_dtype(expected.dtype)}.{context}",
+                       hint=dtype_hint)
+    bad = ~torch.isfinite(out.detach())
+    if bad.any():
+        n_nan = int(torch.isnan(out).sum())
+        kinds = "NaN" if n_nan == int(bad.sum()) else ("inf" if n_nan == 0 else "NaN/inf")
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise Mismatch(f"your output contains {kinds} ({int(bad.sum())} of {out.numel()} entries, first at index "
+                       f"{first}).{context}",
+                       hint="NaN comes from 0/0, sqrt or log of a negative number, or inf − inf; print "
+                            "intermediate values to find where it appears.")
+    return out
+
+
+def expect_tensor(out: Any, expected: torch.Tensor, *, what: str, inputs: str = "", rtol: float = 1e-5,
+                  atol: float = 1e-6, check_dtype: bool = True, dtype_hint: str | None = None,
+                  mistakes: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Require ``out`` to be a tensor equal to ``expected``: type, shape, finiteness, values, dtype — in that order.
+
+    ``what`` names the call (``"q_sample(x0, t, eps, alpha_bars)"``), ``inputs`` describes
+    the inputs used, ``mistakes`` maps a description ("forgot the square root of ᾱ_t") to
+    the output that mistake would give; a match is named in the message.
+    """
+    expect_like(out, expected, what=what, inputs=inputs, dtype_hint=dtype_hint)
+    context = f"\n   inputs: {inputs}" if inputs else ""
+    got = out.detach().to(torch.float64)
+    ref = expected.detach().to(torch.float64)
+    if not torch.allclose(got, ref, rtol=rtol, atol=atol):
+        err = (got - ref).abs()
+        idx = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
+        where = f" at index {idx}" if idx else ""
+        message = (f"values differ: largest difference {float(err.max()):.3g}{where}: yours {float(got[idx]):.6g}, "
+                   f"expected {float(ref[idx]):.6g} ({int((err > atol + rtol * ref.abs()).sum())} of {out.numel()} "
+                   f"entries off).{context}")
+        mistake = _matching_mistake(out, mistakes, rtol, atol)
+        if mistake:
+            message += f"\n   Your output is exactly what you get if you {mistake}."
+        raise Mismatch(message)
+    if check_dtype and out.dtype != expected.dtype:
+        raise Mismatch(f"dtype differs: yours {_dtype(out.dtype)}, expected {_dtype(expected.dtype)} "
+                       f"(the values are right).{context}", hint=dtype_hint)
+    return out
+
+
+def _as_float(value: Any, what: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise Mismatch(f"{what} returned a tensor of shape {tuple(value.shape)}; expected a single number.")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if value is None:
+            raise Mismatch(f"{what} returned None.", hint="Did you forget the `return` statement?")
+        raise Mismatch(f"{what} returned a {type(value).__name__} ({value!r:.60}); expected a number.")
+    return float(value)
+
+
+def expect_close(value: Any, expected: float, *, what: str, inputs: str = "", rtol: float = 1e-6,
+                 atol: float = 0.0, mistakes: Mapping[str, float] | None = None) -> float:
+    """Require a single number close to ``expected`` (a Python number or a one-element tensor)."""
+    got = _as_float(value, what)
+    context = f"\n   inputs: {inputs}" if inputs else ""
+    if not math.isfinite(got):
+        raise Mismatch(f"{what} returned {got}.{context}")
+    if not math.isclose(got, expected, rel_tol=rtol, abs_tol=atol):
+        message = f"value differs: {what} gave {got:.6g}, expected {expected:.6g}.{context}"
+        for description, wrong in (mistakes or {}).items():
+            if wrong is not None and math.isclose(got, float(wrong), rel_tol=rtol, abs_tol=atol):
+                message += f"\n   That is exactly what you get if you {description}."
+                break
+        raise Mismatch(message)
+    return got
+
+
+def expect_statistic(name: str, value: float, expected: float, tolerance: float, *, what: str,
+                     inputs: str = "", note: str = "") -> None:
+    """Require a statistic estimated from samples (a mean, a variance) within ``tolerance`` of its exact value."""
+    if not math.isfinite(value) or abs(value - expected) > tolerance:
+        context = f"\n   inputs: {inputs}" if inputs else ""
+        raise Mismatch(f"statistic differs: the {name} of {what} is {value:.4g}, but the closed form says "
+                       f"{expected:.4g} (allowed deviation ±{tolerance:.2g} for this many samples).{context}"
+                       + (f"\n   {note}" if note else ""))
