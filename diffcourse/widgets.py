@@ -19,7 +19,7 @@ import torch
 from .plotting import TOY_LIM, fig_to_png, image_grid
 from .schedules import NoiseSchedule
 
-__all__ = ["FrameScrubber", "TimestepScrubber", "timestep_frames"]
+__all__ = ["FrameScrubber", "TimestepScrubber", "ReverseTrajectoryScrubber", "ScoreFieldScrubber", "timestep_frames"]
 
 
 class FrameScrubber:
@@ -86,13 +86,13 @@ def _frame_times(T: int, n_frames: int) -> list[int]:
     return sorted(set(np.linspace(0, T - 1, n_frames).round().astype(int).tolist()))
 
 
-def timestep_frames(x0: torch.Tensor, schedule: NoiseSchedule, eps: torch.Tensor, times: Sequence[int],
+def timestep_frames(xs: Sequence[torch.Tensor], schedule: NoiseSchedule, times: Sequence[int],
                     draw: Callable[[plt.Axes, torch.Tensor], object], dpi: int = 70) -> list[bytes]:
-    r"""PNG frames of :math:`x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon` for each t in ``times``,
-    next to the :math:`\bar\alpha_t` and SNR curves with a marker at t.
+    r"""PNG frames of the states ``xs[k]`` (at timesteps ``times[k]``), each next to the
+    :math:`\bar\alpha_t` and :math:`1-\bar\alpha_t` curves with a marker at t.
 
-    ``draw(ax, x_t)`` draws the data panel on the first call and returns an
-    ``update(x_t)`` function used for the following frames (so one figure is reused).
+    ``draw(ax, x)`` draws the data panel on the first call and returns an
+    ``update(x)`` function used for the following frames (so one figure is reused).
     """
     fig, (ax_data, ax_curve) = plt.subplots(1, 2, figsize=(8, 3.6), gridspec_kw=dict(width_ratios=[1, 1.2]))
     t_axis = np.arange(schedule.T)
@@ -107,20 +107,28 @@ def timestep_frames(x0: torch.Tensor, schedule: NoiseSchedule, eps: torch.Tensor
     fig.tight_layout()
     update = None
     frames = []
-    for t in times:
-        xt = schedule.q_sample(x0, int(t), eps)
+    for x, t in zip(xs, times):
+        x = torch.as_tensor(x).detach().cpu().float()
         if update is None:
-            update = draw(ax_data, xt)
+            update = draw(ax_data, x)
         else:
-            update(xt)
-        ab = float(schedule.alpha_bars[t])
-        ax_data.set_title(f"$x_t$ at t = {t}", fontsize=10)
-        ax_curve.set_title(f"{schedule.name}: " + r"$\bar\alpha_t$" + f" = {ab:.3f}, SNR = {ab / (1 - ab):.3g}", fontsize=10)
-        marker.set_xdata([t, t])
-        dot.set_data([t], [ab])
+            update(x)
+        ab = float(schedule.alpha_bars[t]) if t >= 0 else 1.0
+        ax_data.set_title(f"$x_t$ at t = {t}" if t >= 0 else "$x_0$ (t = -1: after the last step)", fontsize=10)
+        ax_curve.set_title(f"{schedule.name}: " + r"$\bar\alpha_t$" + f" = {ab:.3f}", fontsize=10)
+        marker.set_xdata([max(t, 0)] * 2)
+        dot.set_data([max(t, 0)], [ab])
         frames.append(fig_to_png(fig, dpi=dpi))
     plt.close(fig)
     return frames
+
+
+def _drawer(x: torch.Tensor) -> Callable[[plt.Axes, torch.Tensor], object]:
+    if x.ndim == 2 and x.shape[1] == 2:
+        return _draw_points
+    if x.ndim == 4:
+        return _draw_images
+    raise ValueError(f"Expected (n, 2) points or (n, 1, H, W) images, got shape {tuple(x.shape)}.")
 
 
 def _draw_points(ax: plt.Axes, x: torch.Tensor):
@@ -149,22 +157,89 @@ class TimestepScrubber(FrameScrubber):
         if isinstance(schedules, NoiseSchedule):
             schedules = {schedules.name: schedules}
         x0 = torch.as_tensor(x0).detach().cpu().float()
-        if x0.ndim == 2 and x0.shape[1] == 2:
-            draw = _draw_points
-        elif x0.ndim == 4:
-            draw = _draw_images
-        else:
-            raise ValueError(f"x0 must be (n, 2) points or (n, 1, H, W) images, got shape {tuple(x0.shape)}.")
+        draw = _drawer(x0)
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
         frames, captions = {}, {}
         self.times = {}
         for name, s in schedules.items():
             times = _frame_times(s.T, n_frames)
             self.times[name] = times
-            frames[name] = timestep_frames(x0, s, eps, times, draw, dpi=dpi)
+            frames[name] = timestep_frames([s.q_sample(x0, t, eps) for t in times], s, times, draw, dpi=dpi)
             captions[name] = [f"t = {t} of {s.T - 1}, " + r"ᾱ<sub>t</sub>" + f" = {float(s.alpha_bars[t]):.3f}" for t in times]
         super().__init__(frames, captions, slider_label="t", choice_label="schedule")
 
     def t(self) -> int:
         """The timestep currently shown."""
         return self.times[self.choice.value][self.slider.value]
+
+
+class ReverseTrajectoryScrubber(FrameScrubber):
+    r"""Scrub the **reverse** process: a slider over the sampler's steps shows :math:`x_t` from pure
+    noise (t = T-1) down to the sample :math:`x_0`, next to the :math:`\bar\alpha_t` curve.
+
+    ``trajectories`` maps a name (e.g. ``"2D moons"``, ``"MNIST"``) to a trajectory of shape
+    ``(K, n, …)`` as returned by the samplers with ``return_trajectory=True``, whose frame ``k``
+    is the state *before* step ``times[k]`` (so ``times`` runs T-1, …, 0, and a last frame
+    ``-1`` is the final sample). Frames are subsampled to at most ``n_frames``.
+    """
+
+    def __init__(self, trajectories: Mapping[str, torch.Tensor], schedule: NoiseSchedule,
+                 times: Sequence[int] | None = None, n_frames: int = 41, dpi: int = 70) -> None:
+        frames, captions = {}, {}
+        self.times = {}
+        for name, traj in trajectories.items():
+            traj = torch.as_tensor(traj).detach().cpu().float()
+            ts = list(times) if times is not None else list(range(schedule.T - 1, -1, -1)) + [-1]
+            if len(ts) != len(traj):
+                raise ValueError(f"{name}: the trajectory has {len(traj)} frames but {len(ts)} timesteps were given; "
+                                 "pass times= matching the sampler's steps (T-1 … 0, then -1 for the result).")
+            keep = sorted(set(np.linspace(0, len(traj) - 1, min(n_frames, len(traj))).round().astype(int).tolist()))
+            kept_t = [ts[k] for k in keep]
+            self.times[name] = kept_t
+            frames[name] = timestep_frames([traj[k] for k in keep], schedule, kept_t, _drawer(traj[0]), dpi=dpi)
+            captions[name] = [f"step {i} of {len(keep) - 1}: " + (f"x<sub>t</sub> at t = {t}" if t >= 0 else "final sample x<sub>0</sub>")
+                              for i, t in enumerate(kept_t)]
+        super().__init__(frames, captions, slider_label="step", choice_label="data")
+
+
+class ScoreFieldScrubber(FrameScrubber):
+    r"""The score field :math:`\nabla_x\log p_t(x)` as arrows over the 2D plane, with a slider over t,
+    and (optionally) samples of a reverse-time trajectory moving along it.
+
+    ``score_fn(x, t)`` takes points ``(m, 2)`` and continuous times ``(m,)`` in [0, 1];
+    ``trajectory`` is ``(K, n, 2)`` with ``trajectory[k]`` the samples at ``times[k]``.
+    """
+
+    def __init__(self, score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], times: Sequence[float],
+                 trajectory: torch.Tensor | None = None, grid: int = 17, lim: float = TOY_LIM, dpi: int = 70) -> None:
+        times = [float(t) for t in times]
+        if trajectory is not None and len(trajectory) != len(times):
+            raise ValueError(f"trajectory has {len(trajectory)} frames but {len(times)} times were given.")
+        g = torch.linspace(-lim, lim, grid)
+        xx, yy = torch.meshgrid(g, g, indexing="xy")
+        pts = torch.stack([xx.flatten(), yy.flatten()], 1)
+        fig, ax = plt.subplots(figsize=(4.6, 4.6))
+        quiv = ax.quiver(pts[:, 0], pts[:, 1], np.zeros(len(pts)), np.zeros(len(pts)), color="k", angles="xy",
+                         alpha=0.7, width=0.004, scale=grid * 1.1)
+        sc = ax.scatter([], [], s=3, color="C3", alpha=0.6, linewidths=0, label="samples at this t")
+        ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
+        ax.set_xlabel("$x_1$"), ax.set_ylabel("$x_2$")
+        if trajectory is not None:
+            ax.legend(loc="upper right", fontsize=8)
+        ax.set_title("placeholder")
+        fig.tight_layout()
+        frames, captions = [], []
+        for k, t in enumerate(times):
+            with torch.no_grad():
+                s = torch.as_tensor(score_fn(pts, torch.full((len(pts),), t, dtype=torch.float64))).double()
+            norm = s.norm(dim=1, keepdim=True)
+            u = s / norm.clamp_min(1e-12)
+            quiv.set_UVC(u[:, 0].numpy(), u[:, 1].numpy())
+            if trajectory is not None:
+                sc.set_offsets(torch.as_tensor(trajectory[k]).float().numpy())
+            ax.set_title(f"score direction at t = {t:.3f}  (median |score| = {norm.median():.2f})", fontsize=9)
+            frames.append(fig_to_png(fig, dpi=dpi))
+            captions.append(f"t = {t:.3f}")
+        plt.close(fig)
+        self.times = times
+        super().__init__({"score": frames}, {"score": captions}, slider_label="t", play=True)

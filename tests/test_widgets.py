@@ -36,3 +36,35 @@ def test_frame_scrubber_validation():
     assert w.select(1) == PNG + b"2" and w.caption.value == "two"
     with pytest.raises(ValueError, match="Unknown choice"):
         w.select(choice="zzz")
+
+
+def test_score_field_scrubber():
+    from diffcourse.widgets import ScoreFieldScrubber
+
+    gm = toy2d.mixture("8gaussians")
+    times = [1.0, 0.5, 0.01]
+    traj = torch.stack([torch.randn(50, 2) * s for s in (1.0, 0.7, 0.3)])
+    w = ScoreFieldScrubber(lambda x, t: gm.noised(1 - float(t[0])).score(x), times, traj, grid=7)
+    frames = [w.select(i) for i in range(3)]
+    assert len(set(frames)) == 3 and all(f.startswith(PNG) for f in frames)
+    with pytest.raises(ValueError, match="frames"):
+        ScoreFieldScrubber(lambda x, t: x, times, traj[:2])
+
+
+def test_reverse_trajectory_scrubber():
+    from diffcourse.models import ToyMLP
+    from diffcourse.objectives import eps_fn
+    from diffcourse.samplers import ddpm_sample
+    from diffcourse.widgets import ReverseTrajectoryScrubber
+
+    s = make_schedule("linear", T=30)
+    _, traj = ddpm_sample(eps_fn(ToyMLP(hidden=16, depth=1), s), s, (50, 2), generator=torch.Generator().manual_seed(0),
+                          return_trajectory=True)
+    imgs = torch.rand(31, 2, 1, 8, 8) * 2 - 1
+    w = ReverseTrajectoryScrubber({"2D": traj, "images": imgs}, s, n_frames=6)
+    assert w.times["2D"][0] == 29 and w.times["2D"][-1] == -1
+    a, b = w.select(0), w.select(5)
+    assert a != b and "final sample" in w.caption.value
+    assert w.select(choice="images") != b
+    with pytest.raises(ValueError, match="timesteps"):
+        ReverseTrajectoryScrubber({"2D": traj[:-1]}, s)
