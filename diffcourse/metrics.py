@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sliced_wasserstein"]
+__all__ = ["sliced_wasserstein", "frechet_distance", "feature_stats", "classifier_features", "fid"]
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
@@ -33,3 +33,83 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 25
     px = (x.detach().cpu().double() @ theta).sort(dim=0).values
     py = (y.detach().cpu().double() @ theta).sort(dim=0).values
     return float(((px - py) ** 2).mean().sqrt())
+
+
+# --------------------------------------------------------------------------- FID (MNIST, chapter 7)
+def _sqrtm_psd(S: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of a symmetric positive semi-definite matrix (eigenvalues clipped at 0)."""
+    w, V = torch.linalg.eigh((S + S.T) / 2)
+    return (V * w.clamp(min=0).sqrt()) @ V.T
+
+
+def frechet_distance(mu1, S1, mu2, S2) -> float:
+    r"""Fréchet (2-Wasserstein) distance² between :math:`\mathcal N(\mu_1,\Sigma_1)` and :math:`\mathcal N(\mu_2,\Sigma_2)`:
+
+    .. math::
+
+        d^2 = \|\mu_1-\mu_2\|^2 + \operatorname{tr}\Sigma_1 + \operatorname{tr}\Sigma_2
+              - 2\operatorname{tr}\big(\Sigma_1^{1/2}\,\Sigma_2\,\Sigma_1^{1/2}\big)^{1/2}.
+
+    :math:`\operatorname{tr}(\Sigma_1\Sigma_2)^{1/2}` equals the trace term, which is computed
+    stably from the eigenvalues of the *symmetric* PSD product
+    :math:`\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2}` in float64 (no complex parts, no scipy).
+    Accepts tensors or arrays.
+    """
+    mu1, mu2 = (torch.as_tensor(m, dtype=torch.float64).reshape(-1) for m in (mu1, mu2))
+    S1, S2 = (torch.as_tensor(s, dtype=torch.float64) for s in (S1, S2))
+    if mu1.shape != mu2.shape or S1.shape != S2.shape or S1.shape != (mu1.numel(), mu1.numel()):
+        raise ValueError(f"Shapes do not match: mu {tuple(mu1.shape)}, {tuple(mu2.shape)}; "
+                         f"Sigma {tuple(S1.shape)}, {tuple(S2.shape)}.")
+    r1 = _sqrtm_psd(S1)
+    M = r1 @ S2 @ r1
+    tr_sqrt = torch.linalg.eigvalsh((M + M.T) / 2).clamp(min=0).sqrt().sum()
+    d2 = (mu1 - mu2).pow(2).sum() + S1.trace() + S2.trace() - 2 * tr_sqrt
+    return float(d2.clamp(min=0))
+
+
+def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) covariance of ``(N, d)`` features, in float64."""
+    f = torch.as_tensor(features, dtype=torch.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"Expected (N, d) features with N >= 2, got shape {tuple(f.shape)}.")
+    mu = f.mean(0)
+    c = f - mu
+    return mu, c.T @ c / (f.shape[0] - 1)
+
+
+@torch.no_grad()
+def classifier_features(images, classifier: torch.nn.Module | None = None, batch_size: int = 1000,
+                        device: torch.device | str | None = None) -> torch.Tensor:
+    """Penultimate-layer features of the MNIST classifier for ``(N, 1, 28, 28)`` images in [-1, 1].
+
+    ``classifier`` defaults to the shipped ``mnist-classifier`` (`diffcourse.load_pretrained`).
+    Returns a float64 CPU tensor ``(N, d)``.
+    """
+    if classifier is None:
+        from .pretrained import load_pretrained
+        classifier = load_pretrained("mnist-classifier", device)
+    x = torch.as_tensor(images, dtype=torch.float32)
+    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"Expected images of shape (N, 1, 28, 28) in [-1, 1], got {tuple(x.shape)}.")
+    dev = device if device is not None else next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()
+    feats = [classifier.features(x[i:i + batch_size].to(dev)).double().cpu() for i in range(0, x.shape[0], batch_size)]
+    classifier.train(was_training)
+    return torch.cat(feats)
+
+
+def fid(images_a, images_b, classifier: torch.nn.Module | None = None, batch_size: int = 1000,
+        device: torch.device | str | None = None) -> float:
+    r"""FID between two image sets in the MNIST classifier's feature space (see `classifier_features`):
+    the `frechet_distance` between Gaussians fitted to the two sets of features.
+
+    FID is biased upwards at small N: compare with the *floor*, the FID between two
+    independent sets of real images of the same size.
+    """
+    if classifier is None:
+        from .pretrained import load_pretrained
+        classifier = load_pretrained("mnist-classifier", device)
+    fa = classifier_features(images_a, classifier, batch_size, device)
+    fb = classifier_features(images_b, classifier, batch_size, device)
+    return frechet_distance(*feature_stats(fa), *feature_stats(fb))

@@ -107,12 +107,14 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any, torch.Generator],
         g.set_state(state["generator"])
         losses = list(state["losses"])
         start_step, seconds_before = int(state["step"]), float(state["seconds"])
+        if "torch_rng" in state:  # global RNG (dropout draws from it): restored for an exact resume
+            torch.set_rng_state(state["torch_rng"])
     elif resume and ckpt is None:
         raise ValueError("resume=True needs a checkpoint path to resume from.")
 
     def snapshot(step: int, seconds: float) -> dict[str, Any]:
         return {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "generator": g.get_state(), "losses": losses, "step": step, "seconds": seconds,
+                "generator": g.get_state(), "torch_rng": torch.get_rng_state(), "losses": losses, "step": step, "seconds": seconds,
                 "extra": extra or {}}
 
     t0, last_save = time.perf_counter(), time.perf_counter()
