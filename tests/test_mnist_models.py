@@ -57,3 +57,25 @@ def test_random_shift_moves_pixels_and_keeps_shape():
     s = random_shift(x, 2, g)
     assert s.shape == x.shape and (s == 1).sum() == 8
     assert torch.equal(random_shift(x, 0, g), x)
+
+
+def test_frechet_distance_known_values():
+    from diffcourse.metrics import feature_stats, fid, frechet_distance
+
+    # 1D: (0-1)^2 + 1 + 4 - 2*sqrt(1*4) = 2
+    assert abs(frechet_distance(torch.zeros(1), torch.eye(1), torch.ones(1), 4 * torch.eye(1)) - 2.0) < 1e-9
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    S1, S2 = A @ A.T + torch.eye(6, dtype=torch.float64), torch.diag(torch.arange(1.0, 7.0, dtype=torch.float64))
+    assert frechet_distance(torch.zeros(6), S1, torch.zeros(6), S1) < 1e-8
+    d12, d21 = frechet_distance(torch.zeros(6), S1, torch.ones(6), S2), frechet_distance(torch.ones(6), S2, torch.zeros(6), S1)
+    assert abs(d12 - d21) < 1e-8  # symmetric
+    # commuting (diagonal) covariances: sum (sqrt(a) - sqrt(b))^2
+    D1 = torch.diag(torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64))
+    D2 = torch.diag(torch.tensor([4.0, 4.0, 1.0], dtype=torch.float64))
+    assert abs(frechet_distance(torch.zeros(3), D1, torch.zeros(3), D2) - (1 + 0 + 4)) < 1e-9
+    mu, S = feature_stats(torch.randn(500, 3, generator=g))
+    assert mu.shape == (3,) and S.shape == (3, 3)
+    clf = Classifier(ch=8).eval()
+    x = torch.rand(64, 1, 28, 28, generator=g) * 2 - 1
+    assert fid(x, x, clf) < 1e-6 and fid(x, -x, clf) > 0

@@ -67,7 +67,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            p_uncond=0.1, description="Class-conditional U-Net with label dropout p=0.1 (classifier-free guidance)."),
     Recipe("mnist-classifier", "classifier", "Classifier", {}, steps=2000, batch_size=128, lr=1e-3,
            description="CNN on clean MNIST (±2 px random shifts); its penultimate layer is the FID feature space."),
-    Recipe("mnist-noisy-classifier", "noisy-classifier", "NoisyClassifier", {}, steps=2500, batch_size=128, lr=1e-3,
+    Recipe("mnist-noisy-classifier", "noisy-classifier", "NoisyClassifier", {}, steps=1500, batch_size=128, lr=1e-3,
            description="Time-conditioned CNN trained on q_sample'd digits at uniform t (classifier guidance)."),
 ]}
 
