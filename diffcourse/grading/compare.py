@@ -73,8 +73,9 @@ def expect_like(out: Any, expected: torch.Tensor, *, what: str, inputs: str = ""
         first = tuple(int(i) for i in bad.nonzero()[0])
         raise Mismatch(f"your output contains {kinds} ({int(bad.sum())} of {out.numel()} entries, first at index "
                        f"{first}).{context}",
-                       hint="NaN comes from 0/0, sqrt or log of a negative number, or inf − inf; print "
-                            "intermediate values to find where it appears.")
+                       hint=("inf comes from dividing by zero or overflowing (exp of a large number)"
+                             if kinds == "inf" else "NaN comes from 0/0, sqrt or log of a negative number, or inf − inf")
+                       + "; print intermediate values to find where it first appears.")
     return out
 
 

@@ -190,7 +190,7 @@ class CheckContext:
                            hint=hint, show_seed=False) from None
         except _CheckTimeout:
             raise
-        except Exception as exc:  # the learner's bug: report it, never raise it
+        except BaseException as exc:  # the learner's bug (even SystemExit): report it, never raise it
             where = _learner_frame(exc)
             call = what or f"{_fn_name(fn)}(...)"
             raise Mismatch(

@@ -91,10 +91,12 @@ def _read_results(path: Path) -> dict[str, dict]:
     return latest
 
 
-def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None = None) -> list[ExerciseRecord]:
+def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None = None,
+                   save_executed: str | Path | None = None) -> list[ExerciseRecord]:
     """Run one notebook and return a record per exercise (expected ones first, in the chapter's order).
 
-    ``timeout`` is the limit per cell in seconds. Never raises for a problem inside the
+    ``timeout`` is the limit per cell in seconds; ``save_executed`` a path to write the executed
+    notebook to (with its outputs), to see what happened. Never raises for a problem inside the
     notebook; an unreadable notebook or a kernel that dies is reported in the records.
     """
     from nbclient import NotebookClient
@@ -124,6 +126,8 @@ def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None 
         except Exception as exc:  # noqa: BLE001
             problem = f" (the notebook could not be run: {type(exc).__name__}: {str(exc).splitlines()[0]})"
         recorded = _read_results(results_file)
+    if save_executed is not None:
+        nbformat.write(nb, save_executed)
 
     records = []
     for name in expected + [n for n in recorded if n not in expected]:
