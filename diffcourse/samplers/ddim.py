@@ -12,10 +12,17 @@ On a decreasing subsequence :math:`\tau_S > … > \tau_1` of the training steps,
 
 with :math:`\bar\alpha_s = 1` after the last step (so the result is :math:`\hat x_0`).
 :math:`\eta = 0` is the deterministic DDIM; :math:`\eta = 1` has the variance of DDPM's
-ancestral step. Timesteps use the "leading" spacing ``0, T/S, 2T/S, …`` (as in the DDIM code).
+ancestral step. Which S of the T steps to visit is the *spacing* (`ddim_timesteps`): ``"leading"``
+``0, c, 2c, …`` with ``c = T // S`` (the DDIM code's default), ``"trailing"`` which always
+includes the last step ``T-1`` (so sampling starts from true noise; Lin et al. 2024), and
+``"quadratic"`` which crowds the steps at low noise (the DDIM paper's choice for CIFAR-10).
+
+`ddim_invert` runs the deterministic update the other way, :math:`x_0 \to x_T`, giving the
+latent noise from which DDIM with :math:`\eta = 0` reproduces an image.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -24,15 +31,38 @@ from ..objectives import EpsFn
 from ..schedules import NoiseSchedule
 from .common import initial_noise, steps_iter
 
-__all__ = ["ddim_sample", "ddim_timesteps", "ddim_step"]
+__all__ = ["ddim_sample", "ddim_timesteps", "ddim_step", "ddim_invert", "SPACINGS"]
+
+SPACINGS = ("leading", "trailing", "quadratic")
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """The ``steps`` timesteps DDIM visits, increasing, with leading spacing: ``[0, c, 2c, …]``, ``c = T // steps``."""
+def ddim_timesteps(T: int, steps: int, spacing: str = "leading") -> list[int]:
+    """The ``steps`` timesteps DDIM visits, increasing.
+
+    * ``"leading"``: ``[0, c, 2c, …, (S-1)c]``, ``c = T // S`` — never visits ``T-1`` when S < T;
+    * ``"trailing"``: ``round(T - k T/S) - 1`` for ``k = S-1 … 0`` — always ends at ``T-1``;
+    * ``"quadratic"``: ``floor((k · sqrt(0.8 T)/(S-1))²)`` — dense at low noise (nudged to stay
+      strictly increasing where the squares are closer than one step).
+    """
     if not 1 <= steps <= T:
         raise ValueError(f"DDIM needs 1 <= steps <= T = {T}, got steps={steps}.")
-    c = T // steps
-    return [i * c for i in range(steps)]
+    if spacing == "leading":
+        c = T // steps
+        ts = [i * c for i in range(steps)]
+    elif spacing == "trailing":
+        ts = sorted({int(round(T - k * T / steps)) - 1 for k in range(steps)})
+    elif spacing == "quadratic":
+        if steps == 1:
+            return [0]
+        top = math.sqrt(0.8 * T)
+        ts = [int((k * top / (steps - 1)) ** 2) for k in range(steps)]
+        for k in range(1, steps):  # where squares crowd closer than one step, keep them one step apart
+            ts[k] = max(ts[k], ts[k - 1] + 1)
+    else:
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}.")
+    if len(set(ts)) != len(ts):
+        raise ValueError(f"{spacing!r} spacing with {steps} steps repeats a timestep; use fewer steps or another spacing.")
+    return ts
 
 
 def ddim_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, s: int, eta: float = 0.0,
@@ -58,19 +88,53 @@ def ddim_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, s
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *, steps: int,
                 eta: float = 0.0, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                progress: bool = False, return_trajectory: bool = False, clip_x0: float | None = None):
+                progress: bool = False, return_trajectory: bool = False, clip_x0: float | None = None,
+                spacing: str = "leading"):
     r"""DDIM with ``steps`` network evaluations; returns :math:`x_0` (and with ``return_trajectory``
     the stacked states ``(steps + 1, *shape)`` on the CPU, :math:`x_T` first).
 
     Noise (the start, and :math:`z` when ``eta > 0``) is drawn on the CPU from ``generator``.
     """
     x = initial_noise(shape_or_x, generator, device)
-    ts = ddim_timesteps(schedule.T, steps)
+    ts = ddim_timesteps(schedule.T, steps, spacing)
     prev = [-1] + ts[:-1]
     traj = [x.detach().cpu()] if return_trajectory else None
     for i in steps_iter(range(len(ts) - 1, -1, -1), progress, f"DDIM-{steps}", total=len(ts)):
         z = torch.randn(x.shape, generator=generator).to(x.device) if eta > 0 and prev[i] >= 0 else None
         x = ddim_step(eps_fn, schedule, x, ts[i], prev[i], eta, z, clip_x0)
+        if return_trajectory:
+            traj.append(x.detach().cpu())
+    if return_trajectory:
+        return x, torch.stack(traj)
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(eps_fn: EpsFn, schedule: NoiseSchedule, x0: torch.Tensor, *, steps: int, spacing: str = "leading",
+                progress: bool = False, return_trajectory: bool = False):
+    r"""DDIM inversion: run the :math:`\eta = 0` update *upwards*, :math:`x_0 \to x_{\tau_1} \to … \to x_{\tau_S}`.
+
+    Each step uses the noise predicted at the current point, :math:`\hat\varepsilon = \varepsilon_\theta(x_s, s)`
+    (at the very first step, from the clean image, the prediction at :math:`\tau_1`):
+
+    .. math:: x_t = \sqrt{\bar\alpha_t}\,\frac{x_s - \sqrt{1-\bar\alpha_s}\,\hat\varepsilon}{\sqrt{\bar\alpha_s}}
+              + \sqrt{1-\bar\alpha_t}\,\hat\varepsilon .
+
+    ``ddim_sample(..., eta=0, steps, spacing)`` started from the result reconstructs :math:`x_0`
+    up to the error of that approximation (small when steps are many or the model smooth).
+    """
+    ts = ddim_timesteps(schedule.T, steps, spacing)
+    x = x0
+    traj = [x.detach().cpu()] if return_trajectory else None
+    prev = -1
+    for t in steps_iter(ts, progress, f"DDIM inversion-{steps}", total=len(ts)):
+        t_eval = prev if prev >= 0 else t
+        eps = eps_fn(x, torch.full((x.shape[0],), t_eval, device=x.device, dtype=torch.long))
+        abar_s = schedule.extract(schedule.alpha_bars, prev, x) if prev >= 0 else torch.ones((), device=x.device, dtype=x.dtype)
+        abar_t = schedule.extract(schedule.alpha_bars, t, x)
+        x0_hat = (x - (1 - abar_s).sqrt() * eps) / abar_s.sqrt()
+        x = abar_t.sqrt() * x0_hat + (1 - abar_t).sqrt() * eps
+        prev = t
         if return_trajectory:
             traj.append(x.detach().cpu())
     if return_trajectory:
