@@ -116,7 +116,7 @@ def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None 
         results_file = Path(tmp) / "results.jsonl"
         env = dict(os.environ)
         env[RESULTS_ENV] = str(results_file)
-        client = NotebookClient(nb, km=_kernel_manager(), timeout=int(timeout), allow_errors=True,
+        client = NotebookClient(nb, km=_kernel_manager(), timeout=max(1, round(timeout)), allow_errors=True,
                                 interrupt_on_timeout=True, record_timing=False,
                                 resources={"metadata": {"path": str(path.parent.resolve())}})
         try:
