@@ -19,7 +19,8 @@ import torch
 from .plotting import TOY_LIM, fig_to_png, image_grid
 from .schedules import NoiseSchedule
 
-__all__ = ["FrameScrubber", "TimestepScrubber", "ReverseTrajectoryScrubber", "ScoreFieldScrubber", "timestep_frames"]
+__all__ = ["FrameScrubber", "TimestepScrubber", "ReverseTrajectoryScrubber", "ScoreFieldScrubber", "ImageGridScrubber",
+           "timestep_frames", "grid_png"]
 
 
 class FrameScrubber:
@@ -243,3 +244,39 @@ class ScoreFieldScrubber(FrameScrubber):
         plt.close(fig)
         self.times = times
         super().__init__({"score": frames}, {"score": captions}, slider_label="t", play=True)
+
+
+def grid_png(images: torch.Tensor, nrow: int = 8, scale: int = 3) -> bytes:
+    """Encode ``(N, 1, H, W)`` images in [-1, 1] as one PNG grid (nearest-neighbour upscaled ``scale``×), without matplotlib."""
+    import io
+
+    from PIL import Image
+
+    grid = image_grid(images, nrow)
+    img = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class ImageGridScrubber(FrameScrubber):
+    """A slider over precomputed image grids, e.g. the same seeds sampled with 5…100 DDIM steps,
+    or at guidance scales w = 0…8; an optional dropdown switches between sets (e.g. eta, or class).
+
+    ``grids[choice][i]`` is an ``(N, 1, H, W)`` batch in [-1, 1]; ``values[i]`` labels slider position ``i``
+    (``value_name = value`` is shown under the slider). All PNGs are encoded once, here.
+    """
+
+    def __init__(self, grids: Mapping[str, Sequence[torch.Tensor]], values: Sequence[float], value_name: str,
+                 choice_label: str = "choice", nrow: int = 8, scale: int = 3, start: int = 0) -> None:
+        frames = {k: [grid_png(g, nrow, scale) for g in v] for k, v in grids.items()}
+        for k, v in frames.items():
+            if len(v) != len(values):
+                raise ValueError(f"{k!r} has {len(v)} grids but {len(values)} values were given.")
+        captions = {k: [f"{value_name} = {val:g}" for val in values] for k in frames}
+        self.values = list(values)
+        super().__init__(frames, captions, slider_label=value_name, choice_label=choice_label, start=start, play=False)
+
+    def value(self) -> float:
+        """The value (e.g. number of steps, guidance scale) currently shown."""
+        return self.values[self.slider.value]

@@ -68,3 +68,17 @@ def test_reverse_trajectory_scrubber():
     assert w.select(choice="images") != b
     with pytest.raises(ValueError, match="timesteps"):
         ReverseTrajectoryScrubber({"2D": traj[:-1]}, s)
+
+
+def test_image_grid_scrubber():
+    from diffcourse.widgets import ImageGridScrubber
+
+    g = torch.Generator().manual_seed(0)
+    grids = {f"eta={e}": [torch.rand(4, 1, 28, 28, generator=g) * 2 - 1 for _ in range(3)] for e in (0, 1)}
+    w = ImageGridScrubber(grids, [10, 20, 50], "steps", choice_label="eta", nrow=4)
+    a = w.select(0)
+    b = w.select(2)
+    assert a.startswith(PNG) and a != b and w.value() == 50 and "steps = 50" in w.caption.value
+    assert w.select(choice="eta=1") != b
+    with pytest.raises(ValueError, match="values"):
+        ImageGridScrubber(grids, [10, 20], "steps")
