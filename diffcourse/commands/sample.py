@@ -22,7 +22,7 @@ import torch
 
 __all__ = ["register", "run", "parse_labels", "load_model", "generate", "SAMPLERS"]
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "sde", "pc", "ode")
 
 
 def parse_labels(spec: str, n: int, num_classes: int = 10) -> torch.Tensor:
@@ -87,9 +87,13 @@ def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim",
              progress: bool = False) -> tuple[torch.Tensor, float, int]:
     """Draw ``n`` samples in batches; returns ``(images on CPU, seconds, NFE per sample)``.
 
-    ``sampler`` is ``"ddim"`` (``steps`` evaluations, ``eta``) or ``"ddpm"`` (all T steps, ancestral).
+    ``sampler`` is ``"ddim"`` (``steps`` evaluations, ``eta``), ``"ddpm"`` (all T steps, ancestral), or one of
+    chapter 4's continuous-time samplers on the VP SDE of the schedule: ``"sde"`` (reverse-SDE Euler–Maruyama,
+    ``steps`` evaluations), ``"pc"`` (predictor–corrector, one Langevin corrector after every step but the last: 2 × ``steps`` − 1) or ``"ode"``
+    (probability-flow ODE with Heun's method: 2 × ``steps``).
     Noise comes from one CPU generator seeded with ``seed``, so the result repeats.
     """
+    from ..samplers import sde as sde_samplers
     from ..samplers.ddim import ddim_sample
     from ..samplers.ddpm import ddpm_sample
 
@@ -112,8 +116,15 @@ def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim",
         if sampler == "ddim":
             x = ddim_sample(f, schedule, shape, steps=steps, eta=eta, generator=g, device=device, progress=progress,
                             clip_x0=clip_x0)
-        else:
+        elif sampler == "ddpm":
             x = ddpm_sample(f, schedule, shape, generator=g, device=device, progress=progress, clip_x0=clip_x0)
+        else:
+            vp = sde_samplers.VPSDE(schedule)
+            score = sde_samplers.score_from_eps_fn(f, vp)
+            x_T = vp.prior_sample(shape, g)
+            run_sde = {"sde": sde_samplers.reverse_sde_sample, "pc": sde_samplers.predictor_corrector_sample,
+                       "ode": sde_samplers.probability_flow_ode_sample}[sampler]
+            x = run_sde(score, vp, x_T, steps=steps, generator=g, device=device, progress=progress)
         out.append(x.clamp(-1, 1).float().cpu())
         nfe = counter[0]
     if device is not None and torch.device(device).type == "cuda":
@@ -128,8 +139,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and labels for conditional models; prints seconds and NFE.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="shipped checkpoint (mnist-ddpm, mnist-cfg) or path to an exported .pt")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="ddpm: ancestral, all T steps; ddim: --steps steps")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (ignored by ddpm, which uses all T)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim",
+                   help="ddpm: ancestral, all T steps; ddim: --steps steps; sde: reverse-SDE Euler-Maruyama; "
+                        "pc: predictor-corrector; ode: probability-flow ODE (Heun) — the last three from chapter 4")
+    p.add_argument("--steps", type=int, default=50, help="steps of ddim/sde/pc/ode (ignored by ddpm, which uses all T)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -172,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     if labels is not None:
         arrays["labels"] = labels.numpy().astype(np.int64)
     np.savez(out, **arrays)
-    name = f"DDIM-{args.steps} (eta={args.eta})" if args.sampler == "ddim" else f"DDPM-{schedule.T}"
+    name = {"ddim": f"DDIM-{args.steps} (eta={args.eta})", "ddpm": f"DDPM-{schedule.T}", "sde": f"reverse SDE (EM) {args.steps} steps",
+            "pc": f"predictor-corrector {args.steps} steps", "ode": f"probability-flow ODE (Heun) {args.steps} steps"}[args.sampler]
     print(f"{args.n} samples from {args.model} with {name}"
           + (f", guidance w={args.guidance}" if args.guidance is not None else "")
           + f" in {seconds:.2f} s on {device} ({seconds / max(args.n, 1) * 1000:.1f} ms/sample); NFE={nfe}; wrote {out}")

@@ -207,7 +207,8 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_x
     .. math:: x \leftarrow x + \epsilon\, s(x,t) + \sqrt{2\epsilon}\,z,\qquad
               \epsilon = 2\Big(r\,\frac{\lVert z\rVert}{\lVert s(x,t)\rVert}\Big)^2
 
-    with the target signal-to-noise ratio :math:`r` = ``snr``. NFE = ``steps × (1 + n_corrector)``.
+    with the target signal-to-noise ratio :math:`r` = ``snr``. The last step has no corrector (it only
+    denoises), so NFE = ``steps × (1 + n_corrector) − n_corrector``.
     """
     x = sde.prior_sample(shape_or_x, generator) if not isinstance(shape_or_x, torch.Tensor) else shape_or_x
     x = initial_noise(x, None, device)
