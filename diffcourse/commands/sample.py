@@ -84,7 +84,8 @@ def _counting_eps_fn(model: torch.nn.Module, y: torch.Tensor | None, guidance: f
 def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
              seed: int = 0, labels: torch.Tensor | None = None, guidance: float | None = None,
              device: torch.device | str = "cpu", batch_size: int = 500, clip_x0: float | None = 1.0,
-             progress: bool = False) -> tuple[torch.Tensor, float, int]:
+             progress: bool = False, classifier: torch.nn.Module | None = None,
+             classifier_scale: float | None = None) -> tuple[torch.Tensor, float, int]:
     """Draw ``n`` samples in batches; returns ``(images on CPU, seconds, NFE per sample)``.
 
     ``sampler`` is ``"ddim"`` (``steps`` evaluations, ``eta``), ``"ddpm"`` (all T steps, ancestral), or one of
@@ -92,7 +93,10 @@ def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim",
     ``steps`` evaluations), ``"pc"`` (predictor–corrector, one Langevin corrector after every step but the last: 2 × ``steps`` − 1) or ``"ode"``
     (probability-flow ODE with Heun's method: 2 × ``steps``).
     Noise comes from one CPU generator seeded with ``seed``, so the result repeats.
+    With ``classifier`` (a noise-aware classifier, e.g. ``mnist-noisy-classifier``) and ``classifier_scale``
+    an *unconditional* model is guided towards ``labels`` by classifier guidance (chapter 5).
     """
+    from ..samplers.guidance import classifier_guided_eps_fn
     from ..samplers import sde as sde_samplers
     from ..samplers.ddim import ddim_sample
     from ..samplers.ddpm import ddpm_sample
@@ -100,10 +104,15 @@ def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim",
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}.")
     conditional = getattr(model, "label", None) is not None
+    classifier_guided = classifier_scale is not None
+    if classifier_guided and (conditional or classifier is None or labels is None):
+        raise ValueError("Classifier guidance (--classifier-scale) needs an unconditional model (e.g. mnist-ddpm), "
+                         "a noise-aware classifier (e.g. mnist-noisy-classifier) and labels.")
     if conditional and labels is None:
         raise ValueError("This model is class-conditional: give labels (e.g. --labels 0-9).")
-    if not conditional and (labels is not None or guidance is not None):
-        raise ValueError("This model is unconditional: --labels and --guidance need a conditional model (e.g. mnist-cfg).")
+    if not conditional and not classifier_guided and (labels is not None or guidance is not None):
+        raise ValueError("This model is unconditional: --labels and --guidance need a conditional model (e.g. mnist-cfg), "
+                         "or use --classifier-scale for classifier guidance.")
     g = torch.Generator().manual_seed(int(seed))
     out, nfe = [], 0
     t0 = time.perf_counter()
@@ -111,7 +120,9 @@ def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim",
         b = min(batch_size, n - start)
         y = labels[start:start + b].to(device) if labels is not None else None
         counter = [0]
-        f = _counting_eps_fn(model, y, guidance, counter)
+        f = _counting_eps_fn(model, None if classifier_guided else y, guidance, counter)
+        if classifier_guided:
+            f = classifier_guided_eps_fn(f, classifier, schedule, y, classifier_scale)
         shape = (b, 1, 28, 28)
         if sampler == "ddim":
             x = ddim_sample(f, schedule, shape, steps=steps, eta=eta, generator=g, device=device, progress=progress,
@@ -148,6 +159,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance weight w (eps_u + w (eps_c - eps_u)); conditional models only")
+    p.add_argument("--classifier-scale", type=float, default=None,
+                   help="classifier guidance scale s for an unconditional model, guided by --classifier towards --labels")
+    p.add_argument("--classifier", default="mnist-noisy-classifier", help="noise-aware classifier for --classifier-scale")
     p.add_argument("--labels", default=None, help="'0-9' balanced, '3' one digit, '1,7' a list (conditional models; default 0-9)")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--device", default=None, help="cpu, cuda, mps … (default: diffcourse.device.get_device())")
@@ -167,15 +181,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         model, meta = load_model(args.model, device)
         conditional = getattr(model, "label", None) is not None
-        labels = parse_labels(args.labels or "0-9", args.n, model.label.num_classes) if conditional else None
-        if not conditional and args.labels is not None:
-            raise ValueError(f"--model {args.model} is unconditional: --labels needs a conditional model (e.g. mnist-cfg).")
+        classifier = None
+        if args.classifier_scale is not None:
+            classifier, _ = load_model(args.classifier, device)
+            labels = parse_labels(args.labels or "0-9", args.n, 10)
+        elif conditional:
+            labels = parse_labels(args.labels or "0-9", args.n, model.label.num_classes)
+        else:
+            labels = None
+        if not conditional and args.labels is not None and args.classifier_scale is None:
+            raise ValueError(f"--model {args.model} is unconditional: --labels needs a conditional model (e.g. mnist-cfg) "
+                             "or --classifier-scale for classifier guidance.")
         sched = meta.get("schedule") or {"name": "linear", "T": 1000}
         schedule = make_schedule(sched["name"], sched["T"])
         images, seconds, nfe = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
                                         seed=args.seed, labels=labels, guidance=args.guidance, device=device,
                                         batch_size=args.batch_size, clip_x0=None if args.no_clip else 1.0,
-                                        progress=not args.no_progress)
+                                        progress=not args.no_progress, classifier=classifier,
+                                        classifier_scale=args.classifier_scale)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -189,5 +212,6 @@ def run(args: argparse.Namespace) -> int:
             "pc": f"predictor-corrector {args.steps} steps", "ode": f"probability-flow ODE (Heun) {args.steps} steps"}[args.sampler]
     print(f"{args.n} samples from {args.model} with {name}"
           + (f", guidance w={args.guidance}" if args.guidance is not None else "")
+          + (f", classifier guidance s={args.classifier_scale}" if args.classifier_scale is not None else "")
           + f" in {seconds:.2f} s on {device} ({seconds / max(args.n, 1) * 1000:.1f} ms/sample); NFE={nfe}; wrote {out}")
     return 0

@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+
+from diffcourse.data import toy2d
+from diffcourse.models import ToyMLP
+from diffcourse.samplers.guidance import (cfg_combine, cfg_combine_paper, cfg_eps_fn, classifier_guided_eps,
+                                          classifier_guided_eps_fn, classifier_log_prob_grad, w_from_paper)
+from diffcourse.schedules import make_schedule
+
+
+def _conditional_model():
+    torch.manual_seed(0)
+    return ToyMLP(hidden=16, depth=1, num_classes=3)
+
+
+def test_cfg_w1_is_conditional_and_w0_unconditional():
+    m = _conditional_model()
+    x, t, y = torch.randn(6, 2), torch.randint(0, 100, (6,)), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        assert torch.allclose(cfg_eps_fn(m, y, 1.0)(x, t), m(x, t, y))
+        assert torch.allclose(cfg_eps_fn(m, y, 0.0)(x, t), m(x, t, None), atol=1e-6)
+        e_c, e_u = m(x, t, y), m(x, t, None)
+        assert torch.allclose(cfg_eps_fn(m, y, 3.0)(x, t), e_u + 3 * (e_c - e_u), atol=1e-5)
+
+
+def test_the_two_conventions_agree_after_mapping():
+    g = torch.Generator().manual_seed(1)
+    e_c, e_u = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
+    for w_prime in (0.0, 0.5, 2.0, 7.0):
+        assert torch.allclose(cfg_combine_paper(e_c, e_u, w_prime), cfg_combine(e_c, e_u, w_from_paper(w_prime)), atol=1e-6)
+    assert torch.allclose(cfg_combine_paper(e_c, e_u, 0.0), e_c)
+
+
+def test_cfg_needs_a_conditional_model():
+    with pytest.raises(ValueError, match="class-conditional"):
+        cfg_eps_fn(ToyMLP(hidden=8, depth=1), torch.tensor([0]), 2.0)
+
+
+def test_classifier_guided_eps_with_exact_classifier_is_the_exact_conditional():
+    """On the 8-Gaussian mixture, classes = components. With the exact noisy classifier p_t(k|x) (the
+    responsibilities of the noised mixture) and s = 1, the guided eps equals the exact eps of component k alone."""
+    gm, s = toy2d.mixture("8gaussians"), make_schedule("linear", T=1000)
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2
+    for t in (20, 300, 800):
+        ab = float(s.alpha_bars[t])
+        noised = gm.noised(ab)
+        eps_uncond = -math.sqrt(1 - ab) * noised.score(x)
+        k = 3
+        grad = classifier_log_prob_grad(lambda xx: noised.component_log_probs(xx).log_softmax(1)[:, k], x)
+        guided = classifier_guided_eps(eps_uncond, grad, ab, scale=1.0)
+        component = toy2d.GaussianMixture(noised.means[k:k + 1], noised.std)
+        exact_conditional = -math.sqrt(1 - ab) * component.score(x)
+        assert torch.allclose(guided, exact_conditional, atol=1e-8)
+
+
+def test_classifier_guided_eps_fn_matches_manual():
+    s = make_schedule("linear", T=100)
+    torch.manual_seed(0)
+
+    class Clf(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 4)
+
+        def forward(self, x, t):
+            return self.lin(torch.cat([x, t.float()[:, None] / 100], 1))
+
+    clf, base = Clf(), (lambda x, t: 0.5 * x)
+    x, t, y = torch.randn(5, 2), torch.full((5,), 40), torch.tensor([0, 1, 2, 3, 0])
+    got = classifier_guided_eps_fn(base, clf, s, y, 2.0)(x, t)
+    grad = classifier_log_prob_grad(lambda xx: clf(xx, t).log_softmax(1).gather(1, y[:, None])[:, 0], x)
+    assert torch.allclose(got, 0.5 * x - 2.0 * (1 - s.alpha_bars[40]).sqrt().float() * grad, atol=1e-6)
+    assert torch.equal(classifier_guided_eps_fn(base, clf, s, y, 0.0)(x, t), 0.5 * x)
