@@ -73,3 +73,22 @@ def test_classifier_guided_eps_fn_matches_manual():
     grad = classifier_log_prob_grad(lambda xx: clf(xx, t).log_softmax(1).gather(1, y[:, None])[:, 0], x)
     assert torch.allclose(got, 0.5 * x - 2.0 * (1 - s.alpha_bars[40]).sqrt().float() * grad, atol=1e-6)
     assert torch.equal(classifier_guided_eps_fn(base, clf, s, y, 0.0)(x, t), 0.5 * x)
+
+
+def test_toy_guidance_recipes_learn():
+    """The 2D recipes of chapters 5 and 6, briefly trained: the classifier beats chance at low noise and the
+    conditional model follows its label."""
+    from diffcourse.objectives import eps_fn
+    from diffcourse.recipes.toy2d import train_toy_conditional_ddpm, train_toy_noisy_classifier
+    from diffcourse.samplers.ddim import ddim_sample
+
+    clf, s = train_toy_noisy_classifier(steps=150, progress=False)
+    gm = toy2d.mixture("8gaussians")
+    x0, k = gm.sample(500, torch.Generator().manual_seed(0), return_labels=True)
+    with torch.no_grad():
+        acc = (clf.ema_model(x0, torch.full((500,), 10)).argmax(1) == k).float().mean().item()
+    assert acc > 0.6
+    cond, s = train_toy_conditional_ddpm(steps=300, progress=False)
+    y = torch.full((300,), 2)
+    x = ddim_sample(eps_fn(cond.ema_model, s, y=y), s, (300, 2), steps=20, generator=torch.Generator().manual_seed(1))
+    assert (gm.responsibilities(x.double()).argmax(1) == 2).float().mean() > 0.5

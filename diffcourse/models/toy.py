@@ -38,3 +38,27 @@ class ToyMLP(nn.Module):
         for block in self.blocks:
             h = h + block(h + cond)
         return self.out(h)
+
+
+class ToyClassifier(nn.Module):
+    r"""A time-conditioned classifier :math:`p_\phi(y\mid x_t, t)` for 2D points: logits ``(B, num_classes)``.
+
+    Trained on noisy inputs :math:`x_t` at random t, it is the noise-aware classifier that
+    classifier guidance needs (chapter 5): its gradient :math:`\nabla_x\log p_\phi(y\mid x_t,t)` must be
+    meaningful at every noise level, which a classifier of clean points is not.
+    """
+
+    def __init__(self, num_classes: int, dim: int = 2, hidden: int = 64, depth: int = 2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.inp = nn.Linear(dim, hidden)
+        self.time = TimeEmbedding(hidden)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden)) for _ in range(depth))
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0]) if torch.as_tensor(t).numel() == 1 else t
+        h = self.inp(x) + self.time(t)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(h)
