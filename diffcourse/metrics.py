@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sliced_wasserstein", "frechet_distance", "feature_stats", "classifier_features", "fid"]
+__all__ = ["sliced_wasserstein", "frechet_distance", "feature_stats", "classifier_features", "fid",
+           "classifier_accuracy", "within_class_spread"]
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
@@ -113,3 +114,29 @@ def fid(images_a, images_b, classifier: torch.nn.Module | None = None, batch_siz
     fa = classifier_features(images_a, classifier, batch_size, device)
     fb = classifier_features(images_b, classifier, batch_size, device)
     return frechet_distance(*feature_stats(fa), *feature_stats(fb))
+
+
+@torch.no_grad()
+def classifier_accuracy(images, labels, classifier: torch.nn.Module | None = None, batch_size: int = 1000) -> float:
+    """Fraction of ``images`` that the MNIST classifier assigns to the asked-for ``labels`` (how well guidance obeys)."""
+    if classifier is None:
+        from .pretrained import load_pretrained
+        classifier = load_pretrained("mnist-classifier")
+    x = torch.as_tensor(images, dtype=torch.float32)
+    dev = next(classifier.parameters()).device
+    pred = torch.cat([classifier(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return float((pred == torch.as_tensor(labels).cpu()).float().mean())
+
+
+def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
+    r"""Diversity within classes: the mean over classes of :math:`\operatorname{tr}\Sigma_c / d`, the average
+    per-dimension variance of the features of the examples of class :math:`c`.
+
+    Divide by the same number for real data to read it as a fraction of the real diversity
+    (1 = as varied as real digits; guidance typically pushes it down).
+    """
+    f, y = torch.as_tensor(features, dtype=torch.float64), torch.as_tensor(labels)
+    spreads = [f[y == c].var(dim=0).mean() for c in y.unique() if int((y == c).sum()) > 1]
+    if not spreads:
+        raise ValueError("within_class_spread needs at least two examples of some class.")
+    return float(torch.stack(spreads).mean())

@@ -92,3 +92,24 @@ def test_toy_guidance_recipes_learn():
     y = torch.full((300,), 2)
     x = ddim_sample(eps_fn(cond.ema_model, s, y=y), s, (300, 2), steps=20, generator=torch.Generator().manual_seed(1))
     assert (gm.responsibilities(x.double()).argmax(1) == 2).float().mean() > 0.5
+
+
+def test_within_class_spread_and_accuracy():
+    from diffcourse.metrics import classifier_accuracy, within_class_spread
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(200, 5, generator=g)
+    y = torch.arange(200) % 4
+    assert abs(within_class_spread(f, y) - 1.0) < 0.2
+    assert within_class_spread(f * 0.5, y) == pytest.approx(within_class_spread(f, y) * 0.25)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot((x.flatten(1).sum(1) > 0).long(), 10).float() + self.w
+
+    images = torch.cat([torch.ones(3, 1, 28, 28), -torch.ones(2, 1, 28, 28)])
+    assert classifier_accuracy(images, torch.tensor([1, 1, 1, 0, 5]), Fixed()) == pytest.approx(0.8)
