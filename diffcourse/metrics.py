@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 __all__ = ["sliced_wasserstein", "frechet_distance", "feature_stats", "classifier_features", "fid",
-           "classifier_accuracy", "within_class_spread"]
+           "classifier_accuracy", "within_class_spread", "inception_score", "precision_recall", "mmd_rbf",
+           "nearest_neighbour_distances", "gaussian_nll_2d"]
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
@@ -140,3 +141,76 @@ def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
     if not spreads:
         raise ValueError("within_class_spread needs at least two examples of some class.")
     return float(torch.stack(spreads).mean())
+
+
+
+def inception_score(probs: torch.Tensor) -> float:
+    r"""The Inception-Score analogue from a classifier's class probabilities ``(N, K)``:
+
+    .. math:: \mathrm{IS} = \exp\Big(\mathbb E_x\, D_{KL}\big(p(y\mid x)\,\|\,p(y)\big)\Big),\qquad p(y)=\mathbb E_x\,p(y\mid x).
+
+    High when each sample is classified confidently (sharp :math:`p(y\mid x)`) *and* the classes are
+    used evenly (flat :math:`p(y)`); between 1 and K. It never looks at real data.
+    """
+    p = torch.as_tensor(probs, dtype=torch.float64).clamp_min(1e-12)
+    if p.ndim != 2:
+        raise ValueError(f"Expected class probabilities of shape (N, K), got {tuple(p.shape)}.")
+    marginal = p.mean(0, keepdim=True)
+    return float(torch.exp((p * (p.log() - marginal.log())).sum(1).mean()))
+
+
+def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
+    d = torch.cdist(x, x)
+    return d.kthvalue(k + 1, dim=1).values  # k+1: the nearest "neighbour" of a point is itself
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    r"""Improved precision and recall (Kynkäänniemi et al. 2019) of feature sets ``real`` and ``fake``.
+
+    Around every real point put a ball reaching its k-th nearest real neighbour; their union estimates
+    the real manifold. **Precision** = fraction of fake points inside it (are samples realistic?).
+    **Recall** = fraction of real points inside the union of the fake balls (is the data covered?).
+    """
+    r, f = torch.as_tensor(real, dtype=torch.float64), torch.as_tensor(fake, dtype=torch.float64)
+    if min(len(r), len(f)) <= k:
+        raise ValueError(f"precision_recall needs more than k={k} points in each set.")
+    r_rad, f_rad = _kth_nn_radius(r, k), _kth_nn_radius(f, k)
+    d = torch.cdist(f, r)  # (n_fake, n_real)
+    precision = (d <= r_rad[None, :]).any(dim=1).double().mean()
+    recall = (d.T <= f_rad[None, :]).any(dim=1).double().mean()
+    return float(precision), float(recall)
+
+
+def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> float:
+    r"""Unbiased squared maximum mean discrepancy with the RBF kernel :math:`k(a,b)=\exp(-\|a-b\|^2/2h^2)`:
+
+    .. math:: \mathrm{MMD}^2 = \mathbb E\,k(x,x') + \mathbb E\,k(y,y') - 2\,\mathbb E\,k(x,y),
+
+    with the diagonal terms left out of the first two means. ``bandwidth`` h defaults to the median
+    distance between all points (the median heuristic). Near 0 (it can dip below) for equal distributions.
+    """
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if bandwidth is None:
+        bandwidth = float(torch.cdist(torch.cat([x, y]), torch.cat([x, y])).median().clamp_min(1e-12))
+    k = lambda a, b: torch.exp(-torch.cdist(a, b) ** 2 / (2 * bandwidth**2))
+    n, m = len(x), len(y)
+    kxx = (k(x, x).sum() - n) / (n * (n - 1))
+    kyy = (k(y, y).sum() - m) / (m * (m - 1))
+    return float(kxx + kyy - 2 * k(x, y).mean())
+
+
+def nearest_neighbour_distances(samples: torch.Tensor, train: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Distance from each sample to its nearest training example (in pixel or feature space).
+
+    A model that memorises returns training examples: its distances are ~0, which FID cannot see.
+    """
+    s = torch.as_tensor(samples, dtype=torch.float32).flatten(1)
+    t = torch.as_tensor(train, dtype=torch.float32).flatten(1)
+    return torch.cat([torch.cdist(s[i:i + batch_size], t).min(dim=1).values for i in range(0, len(s), batch_size)])
+
+
+def gaussian_nll_2d(samples: torch.Tensor, dataset: str = "8gaussians") -> float:
+    """Mean negative log-likelihood (nats) of ``samples`` under a 2D dataset's exact density (the mixtures only)."""
+    from .data import toy2d
+
+    return float(-toy2d.log_prob(dataset, torch.as_tensor(samples)).mean())

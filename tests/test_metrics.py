@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from diffcourse.metrics import (frechet_distance, gaussian_nll_2d, inception_score, mmd_rbf,
+                                nearest_neighbour_distances, precision_recall, sliced_wasserstein)
+
+
+def test_frechet_distance_non_commuting_pair_closed_form():
+    """2x2 covariances that do not commute; tr sqrt(S1 S2) computed by hand via the 2x2 identity
+    tr sqrt(M) = sqrt(tr M + 2 sqrt(det M)) for a matrix with positive eigenvalues."""
+    S1 = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    S2 = torch.tensor([[1.0, -0.3], [-0.3, 3.0]], dtype=torch.float64)
+    assert not torch.allclose(S1 @ S2, S2 @ S1)
+    M = S1 @ S2
+    tr_sqrt = math.sqrt(M.trace() + 2 * math.sqrt(torch.det(M)))
+    mu1, mu2 = torch.tensor([0.0, 1.0]), torch.tensor([2.0, -1.0])
+    expected = 8.0 + S1.trace() + S2.trace() - 2 * tr_sqrt
+    assert frechet_distance(mu1, S1, mu2, S2) == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(0)
+    for d in (3, 10, 32):
+        A, B = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+        S1, S2 = A @ A.T + 0.1 * np.eye(d), B @ B.T + 0.1 * np.eye(d)
+        mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+        covmean = scipy_linalg.sqrtm(S1 @ S2).real
+        ref = ((mu1 - mu2) ** 2).sum() + np.trace(S1) + np.trace(S2) - 2 * np.trace(covmean)
+        assert frechet_distance(mu1, S1, mu2, S2) == pytest.approx(ref, rel=1e-7, abs=1e-7)
+
+
+def test_inception_score_extremes():
+    K = 10
+    confident_even = torch.eye(K).repeat(5, 1)           # every class, each sample certain
+    assert inception_score(confident_even) == pytest.approx(K, rel=1e-6)
+    one_class = torch.zeros(50, K)
+    one_class[:, 3] = 1
+    assert inception_score(one_class) == pytest.approx(1.0, rel=1e-6)
+    uniform = torch.full((50, K), 1 / K)
+    assert inception_score(uniform) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_precision_recall_on_constructed_sets():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(500, 2, generator=g, dtype=torch.float64)
+    p, r = precision_recall(real, real.clone())
+    assert p == 1.0 and r == 1.0
+    # fake = half of the real cloud only (x > 0): every fake point is realistic, half the data is missed
+    half = real[real[:, 0] > 0.3]
+    p, r = precision_recall(real, half)
+    assert p == 1.0 and 0.3 < r < 0.75
+    # fake far away: nothing realistic, nothing covered
+    p, r = precision_recall(real, real + 100)
+    assert p == 0.0 and r == 0.0
+    # a mode-collapsed fake (all points in a tiny cluster at the centre): precise, no recall
+    p, r = precision_recall(real, 0.01 * torch.randn(100, 2, generator=g, dtype=torch.float64))
+    assert p > 0.95 and r < 0.1
+
+
+def test_mmd_properties():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 2, generator=g), torch.randn(300, 2, generator=g)
+    assert abs(mmd_rbf(x, x.clone(), bandwidth=1.0)) < 1e-2
+    assert mmd_rbf(x, y, bandwidth=1.0) == pytest.approx(mmd_rbf(y, x, bandwidth=1.0))
+    assert mmd_rbf(x, y + 2, bandwidth=1.0) > 10 * abs(mmd_rbf(x, y, bandwidth=1.0))
+    assert sliced_wasserstein(x, y) == pytest.approx(sliced_wasserstein(y, x))
+
+
+def test_memorisation_is_caught_by_nearest_neighbours():
+    g = torch.Generator().manual_seed(2)
+    train = torch.rand(200, 1, 8, 8, generator=g)
+    copies = train[:50]
+    fresh = torch.rand(50, 1, 8, 8, generator=g)
+    assert nearest_neighbour_distances(copies, train).max() < 0.01  # exact copies (up to float rounding)
+    assert nearest_neighbour_distances(fresh, train).min() > 0.5
+
+
+def test_gaussian_nll_2d():
+    from diffcourse.data import toy2d
+
+    x = toy2d.sample("8gaussians", 1000)
+    assert gaussian_nll_2d(x) == pytest.approx(float(-toy2d.log_prob("8gaussians", x).mean()))
