@@ -81,7 +81,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any, torch.Generator],
           ema_decay: float = 0.999, seed: int = 0, grad_clip: float | None = 1.0,
           checkpoint: str | os.PathLike | None = None, checkpoint_every_s: float = 120.0, resume: bool = False,
           device: torch.device | str | None = None, progress: bool = True, desc: str = "train",
-          extra: dict[str, Any] | None = None) -> TrainResult:
+          extra: dict[str, Any] | None = None, lr_lambda: Callable[[int], float] | None = None) -> TrainResult:
     """Train ``model`` for ``steps`` optimiser steps and return a `TrainResult`.
 
     * ``next_batch(generator)`` returns a batch (tensors, or a tuple of tensors, on the CPU);
@@ -89,7 +89,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any, torch.Generator],
     * both draw randomness only from ``generator`` (seeded by ``seed``), so runs repeat;
     * ``checkpoint`` is a file path: saved every ``checkpoint_every_s`` seconds and at the end;
       with ``resume=True`` an existing checkpoint is loaded and training continues from its step.
-    * ``extra`` is stored in the checkpoint as is (e.g. the recipe's settings).
+    * ``extra`` is stored in the checkpoint as is (e.g. the recipe's settings);
+    * ``lr_lambda(step)``, if given, multiplies ``lr`` at each step (e.g. a cosine decay); it depends
+      only on the step, so resuming stays exact.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
@@ -123,6 +125,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any, torch.Generator],
     for step in bar:
         batch = next_batch(g)
         batch = tuple(b.to(device) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(device)
+        if lr_lambda is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr * float(lr_lambda(step))
         loss = loss_fn(model, batch, g)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"The loss became {loss.item()} at step {step}: lower the learning rate (now {lr}).")
