@@ -68,7 +68,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            description="Unconditional DDPM U-Net, eps-prediction, linear schedule T=1000."),
     Recipe("mnist-cfg", "diffusion", "UNet", dict(_UNET, num_classes=10), steps=4000, batch_size=64, lr=1.5e-3,
            p_uncond=0.1, description="Class-conditional U-Net with label dropout p=0.1 (classifier-free guidance)."),
-    Recipe("mnist-classifier", "classifier", "Classifier", dict(dropout=0.0), steps=2000, batch_size=128, lr=2e-3,
+    Recipe("mnist-classifier", "classifier", "Classifier", dict(ch=16, dropout=0.0), steps=1600, batch_size=128, lr=2e-3,
            lr_schedule="cosine", max_shift=1,
            description="CNN on clean MNIST (±1 px random shifts, cosine LR); its penultimate layer is the FID feature space."),
     Recipe("mnist-noisy-classifier", "noisy-classifier", "NoisyClassifier", {}, steps=1500, batch_size=128, lr=1e-3,
