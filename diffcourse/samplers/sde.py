@@ -173,27 +173,24 @@ def euler_maruyama(drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     return x
 
 
-@torch.no_grad()
 def reverse_sde_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_x: Sequence[int] | torch.Tensor, *, steps: int = 500,
                        t_eps: float = 1e-3, generator: torch.Generator | None = None, device: torch.device | str | None = None,
                        progress: bool = False, return_trajectory: bool = False):
     r"""Sample by Euler–Maruyama on the reverse SDE from :math:`t=1` to ``t_eps`` (NFE = ``steps``).
 
     Reverse drift :math:`f(x,t) - g(t)^2 s(x,t)`, integrated backwards in time; no noise on the last step.
+    This is predictor–corrector sampling without a corrector.
     """
-    x = sde.prior_sample(shape_or_x, generator) if not isinstance(shape_or_x, torch.Tensor) else shape_or_x
-    x = initial_noise(x, None, device)
-    times = _time_grid(steps, t_eps)
-    traj = [x.cpu()] if return_trajectory else None
+    return predictor_corrector_sample(score_fn, sde, shape_or_x, steps=steps, n_corrector=0, t_eps=t_eps,
+                                      generator=generator, device=device, progress=progress,
+                                      return_trajectory=return_trajectory)
 
-    def rdrift(x, t):
-        return sde.drift(x, t) - _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t)
 
-    for k in steps_iter(range(steps), progress, "reverse SDE"):
-        x = euler_maruyama(rdrift, sde.diffusion, x, times[k:k + 2], generator, noise_last=k < steps - 1)
-        if return_trajectory:
-            traj.append(x.cpu())
-    return (x, torch.stack(traj)) if return_trajectory else x
+def _prior_start(sde, shape_or_x: Sequence[int] | torch.Tensor, generator: torch.Generator | None,
+                 device: torch.device | str | None) -> torch.Tensor:
+    """A draw from the SDE's prior at t = 1 (on the CPU, then moved), or the given starting point."""
+    x = shape_or_x if isinstance(shape_or_x, torch.Tensor) else sde.prior_sample(shape_or_x, generator)
+    return initial_noise(x, None, device)
 
 
 @torch.no_grad()
@@ -210,15 +207,14 @@ def predictor_corrector_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_x
     with the target signal-to-noise ratio :math:`r` = ``snr``. The last step has no corrector (it only
     denoises), so NFE = ``steps × (1 + n_corrector) − n_corrector``.
     """
-    x = sde.prior_sample(shape_or_x, generator) if not isinstance(shape_or_x, torch.Tensor) else shape_or_x
-    x = initial_noise(x, None, device)
+    x = _prior_start(sde, shape_or_x, generator, device)
     times = _time_grid(steps, t_eps)
     traj = [x.cpu()] if return_trajectory else None
 
     def rdrift(x, t):
         return sde.drift(x, t) - _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t)
 
-    for k in steps_iter(range(steps), progress, "predictor-corrector"):
+    for k in steps_iter(range(steps), progress, "predictor-corrector" if n_corrector else "reverse SDE"):
         x = euler_maruyama(rdrift, sde.diffusion, x, times[k:k + 2], generator, noise_last=k < steps - 1)
         t = times[k + 1].expand(x.shape[0])
         for _ in range(n_corrector if k < steps - 1 else 0):
@@ -239,22 +235,31 @@ def _ode_velocity(score_fn: ScoreFn, sde) -> Callable[[torch.Tensor, torch.Tenso
     return v
 
 
-def _ode_step(v, x: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor, method: str) -> torch.Tensor:
-    B = x.shape[0]
+def _comb(x, terms):
+    """``x + sum(c * k)`` for a state that is a tensor or a tuple of tensors (e.g. (x, log-det))."""
+    if isinstance(x, tuple):
+        return tuple(xi + sum(c * k[i] for c, k in terms) for i, xi in enumerate(x))
+    return x + sum(c * k for c, k in terms)
+
+
+def _ode_step(v, x, t0: torch.Tensor, t1: torch.Tensor, method: str):
+    r"""One fixed step of :math:`dx/dt = v(x, t)` from ``t0`` to ``t1``: Euler, Heun (2nd order) or RK4 (4th order).
+    ``x`` may be a tuple of tensors, with ``v`` returning a tuple alike."""
+    B = (x[0] if isinstance(x, tuple) else x).shape[0]
     h = float(t1 - t0)
     if method == "euler":
-        return x + h * v(x, t0.expand(B))
+        return _comb(x, [(h, v(x, t0.expand(B)))])
     if method == "heun":
         k1 = v(x, t0.expand(B))
-        k2 = v(x + h * k1, t1.expand(B))
-        return x + 0.5 * h * (k1 + k2)
+        k2 = v(_comb(x, [(h, k1)]), t1.expand(B))
+        return _comb(x, [(h / 2, k1), (h / 2, k2)])
     if method == "rk4":
         tm = (t0 + t1) / 2
         k1 = v(x, t0.expand(B))
-        k2 = v(x + 0.5 * h * k1, tm.expand(B))
-        k3 = v(x + 0.5 * h * k2, tm.expand(B))
-        k4 = v(x + h * k3, t1.expand(B))
-        return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        k2 = v(_comb(x, [(h / 2, k1)]), tm.expand(B))
+        k3 = v(_comb(x, [(h / 2, k2)]), tm.expand(B))
+        k4 = v(_comb(x, [(h, k3)]), t1.expand(B))
+        return _comb(x, [(h / 6, k1), (h / 3, k2), (h / 3, k3), (h / 6, k4)])
     raise ValueError(f"method must be 'euler', 'heun' or 'rk4', got {method!r}.")
 
 
@@ -271,8 +276,7 @@ def probability_flow_ode_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_
     Deterministic: the only randomness is :math:`x_1`, so the same noise gives the same sample.
     NFE = ``steps × {euler: 1, heun: 2, rk4: 4}``.
     """
-    x = sde.prior_sample(shape_or_x, generator) if not isinstance(shape_or_x, torch.Tensor) else shape_or_x
-    x = initial_noise(x, None, device)
+    x = _prior_start(sde, shape_or_x, generator, device)
     times = _time_grid(steps, t_eps)
     v = _ode_velocity(score_fn, sde)
     traj = [x.cpu()] if return_trajectory else None
@@ -314,37 +318,20 @@ def ode_likelihood(score_fn: ScoreFn, sde: VPSDE | VESDE, x0: torch.Tensor, *, s
     Hutchinson's unbiased estimate :math:`\mathbb E_z[z^\top (\partial v/\partial x)\,z]` with one
     Rademacher probe per example, fixed along the path.
     """
+    if method not in NFE_PER_STEP:
+        raise ValueError(f"method must be 'euler', 'heun' or 'rk4', got {method!r}.")
     v = _ode_velocity(score_fn, sde)
-    x = x0.detach().clone()
-    probe = None if exact_trace else (torch.randint(0, 2, x.shape, generator=generator).to(x) * 2 - 1)
+    probe = None if exact_trace else (torch.randint(0, 2, x0.shape, generator=generator).to(x0) * 2 - 1)
     times = _time_grid(steps, 1.0, t_start=t_eps)
-    logdet = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
 
-    def aug(x, t):
-        return _divergence(v, x, t, probe)
+    def augmented(state, t):  # d/dt (x, log-det) = (v, div v)
+        vel, div = _divergence(v, state[0], t, probe)
+        return vel, div.double()
 
+    state = (x0.detach().clone(), torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device))
     for k in steps_iter(range(steps), progress, "likelihood ODE"):
-        t0, t1 = times[k], times[k + 1]
-        h = float(t1 - t0)
-        B = x.shape[0]
-        if method == "euler":
-            k1, d1 = aug(x, t0.expand(B))
-            x, logdet = x + h * k1, logdet + h * d1.double()
-        elif method in ("heun", "rk4"):
-            if method == "heun":
-                k1, d1 = aug(x, t0.expand(B))
-                k2, d2 = aug(x + h * k1, t1.expand(B))
-                x, logdet = x + 0.5 * h * (k1 + k2), logdet + 0.5 * h * (d1 + d2).double()
-            else:
-                tm = (t0 + t1) / 2
-                k1, d1 = aug(x, t0.expand(B))
-                k2, d2 = aug(x + 0.5 * h * k1, tm.expand(B))
-                k3, d3 = aug(x + 0.5 * h * k2, tm.expand(B))
-                k4, d4 = aug(x + h * k3, t1.expand(B))
-                x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-                logdet = logdet + h / 6 * (d1 + 2 * d2 + 2 * d3 + d4).double()
-        else:
-            raise ValueError(f"method must be 'euler', 'heun' or 'rk4', got {method!r}.")
+        state = _ode_step(augmented, state, times[k], times[k + 1], method)
+    x, logdet = state
     return sde.prior_log_prob(x).double() + logdet
 
 
