@@ -126,7 +126,6 @@ def check_ddpm_loss(fn: Fn, ctx: CheckContext) -> str:
 
         with torch.no_grad():
             a = bcast(sched.alpha_bars[t], x0)
-            a_prev = bcast(sched.alpha_bars[t - 1], x0)
             x, e = x0.double(), eps.double()
             xt = (a.sqrt() * x + (1 - a).sqrt() * e).float()
             goal = {"eps": e, "x0": x, "v": a.sqrt() * e - (1 - a).sqrt() * x}[target]
@@ -141,7 +140,7 @@ def check_ddpm_loss(fn: Fn, ctx: CheckContext) -> str:
                     mse(net((a * x + (1 - a) * e).float(), t)),
                 "feed x0 to the network instead of the noisy x_t": mse(net(x0, t)),
                 "call the network at t − 1 (t is 0-based: the network is asked about x_t at step t)":
-                    mse(net((a_prev.sqrt() * x + (1 - a_prev).sqrt() * e).float(), t - 1)),
+                    mse(net(xt, t - 1)),
                 "sum the squared errors instead of averaging them": mse(pred, red="sum"),
                 "take the absolute error instead of the squared error": mse(pred, fn=torch.abs),
             }
@@ -186,6 +185,9 @@ def check_q_posterior(fn: Fn, ctx: CheckContext) -> str:
             return c0 * x + ct * y
 
         c0, ct = abp.sqrt() * b / (1 - ab), al.sqrt() * (1 - abp) / (1 - ab)
+        # the same formula with the tables cast to the data's dtype first: 1 − ᾱ_t cancels in float32 at small t
+        lo = [bcast(v[t], x0).to(dtype) for v in (sched.betas, sched.alphas, sched.alpha_bars, sched.alpha_bars_prev)]
+        lo_mean = (lo[3].sqrt() * lo[0] / (1 - lo[2]) * x0 + lo[1].sqrt() * (1 - lo[3]) / (1 - lo[2]) * xt).double()
         tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
         expect_tensor(mean, ref_mean, what=f"the mean from {what}", inputs=inputs, dtype_hint=CAST_HINT, **tol,
                       mistakes={
@@ -198,6 +200,9 @@ def check_q_posterior(fn: Fn, ctx: CheckContext) -> str:
                               mean_of(ab.sqrt() * b / (1 - ab), al.sqrt() * (1 - ab) / (1 - ab)),
                           "take ᾱ_{t−1} as alpha_bars[t − 1], which at t = 0 wraps round to the last entry "
                           "(ᾱ_{−1} must be 1)": mean_of(abw.sqrt() * b / (1 - ab), al.sqrt() * (1 - abw) / (1 - ab)),
+                          "compute the coefficients in float32: at small t, 1 − ᾱ_t ≈ β_t is a difference of two "
+                          "numbers close to 1 and loses digits — compute them in float64, then cast to x0.dtype":
+                              lo_mean,
                       })
         if not isinstance(var, torch.Tensor):
             expect_like(var, ref_var, what=f"the variance from {what}")

@@ -93,9 +93,9 @@ def dsm_loss_reference(score_fn: Fn, x0: torch.Tensor, t: torch.Tensor, eps: tor
                        alpha_bars: torch.Tensor) -> torch.Tensor:
     r"""Denoising score matching: the batch mean of :math:`\|s(x_t,t) + \varepsilon/\sqrt{1-\bar\alpha_t}\|^2` (norm over
     all the dimensions of one example)."""
-    a = bcast(alpha_bars[t], x0).to(x0.dtype)
-    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-    return ((score_fn(xt, t) + eps / (1 - a).sqrt()) ** 2).flatten(1).sum(1).mean()
+    a = bcast(alpha_bars[t], x0)  # float64: at small t, 1 − ᾱ_t loses digits in float32
+    xt = (a.sqrt() * x0 + (1 - a).sqrt() * eps).to(x0.dtype)
+    return ((score_fn(xt, t) + (eps / (1 - a).sqrt()).to(x0.dtype)) ** 2).flatten(1).sum(1).mean()
 
 
 @register_check("dsm_loss", chapter=CHAPTER,
@@ -145,7 +145,8 @@ def check_dsm_loss(fn: Fn, ctx: CheckContext) -> str:
                 "use t − 1 for the step (t is 0-based: alpha_bars[t] belongs to x_t)":
                     loss(net((a1.sqrt() * x + (1 - a1).sqrt() * e).float(), t - 1), -e / (1 - a1).sqrt()),
             }
-        expect_close(out.detach(), expected, what=what, inputs=inputs, rtol=1e-4, atol=1e-6, mistakes=mistakes)
+        # rtol 2e-3: the weight 1/(1 − ᾱ_t) is ~1e4 at t = 0, where float32 and float64 coefficients differ slightly
+        expect_close(out.detach(), expected, what=what, inputs=inputs, rtol=2e-3, atol=1e-6, mistakes=mistakes)
     return "matches E‖s(x_t, t) + ε/sqrt(1 − ᾱ_t)‖² on points, 4×4 images and 3-D vectors."
 
 
