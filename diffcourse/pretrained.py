@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 __all__ = ["CHECKPOINT_DIR", "PretrainedError", "ChecksumError", "available", "manifest", "checkpoint_info",
-           "sha256", "load_pretrained", "load_export", "pretrained_schedule"]
+           "sha256", "load_pretrained", "load_export", "load_or_train", "pretrained_schedule"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
@@ -104,16 +104,21 @@ def load_pretrained(name: str, device: torch.device | str | None = None, *,
     The SHA-256 is verified against ``manifest.json`` unless ``verify=False``. The manifest
     entry is attached as ``model.pretrained_info``.
     """
-    from .recipes.mnist import build_model
-
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else CHECKPOINT_DIR
     info = checkpoint_info(name, folder)
     state = load_export(folder / info["file"], info["sha256"] if verify else None)
+    return _network(state, dict(info), device if device is not None else "cpu")
+
+
+def _network(state: dict[str, Any], info: dict[str, Any], device: torch.device | str) -> nn.Module:
+    """Rebuild the network of an exported checkpoint, frozen and in eval mode, with ``info`` attached."""
+    from .recipes.mnist import build_model
+
     model = build_model(state["model"], state["config"])
     model.load_state_dict(state["state_dict"])
-    model.pretrained_info = dict(info)
+    model.pretrained_info = info
     model.requires_grad_(False)
-    return model.to(device if device is not None else "cpu").eval()
+    return model.to(device).eval()
 
 
 def pretrained_schedule(name: str, checkpoint_dir: str | os.PathLike | None = None):
@@ -123,3 +128,25 @@ def pretrained_schedule(name: str, checkpoint_dir: str | os.PathLike | None = No
     info = checkpoint_info(name, checkpoint_dir)
     sched = info.get("schedule") or {"name": "linear", "T": 1000}
     return make_schedule(sched["name"], sched["T"])
+
+
+def load_or_train(name: str, train: bool = False, device: torch.device | str | None = None, *,
+                  out: str | os.PathLike | None = None, steps: int | None = None) -> nn.Module:
+    """The network of recipe ``name``: the shipped checkpoint, or — with ``train=True`` — one trained here.
+
+    This is what a lesson's ``TRAIN = False`` flag switches. Training runs the same recipe that
+    produced the shipped file (``python -m diffcourse train NAME``), with a progress bar, and
+    checkpoints to ``out`` (default ``runs/NAME``) so an interrupted run resumes where it stopped.
+    """
+    if not train:
+        return load_pretrained(name, device)
+    from .device import get_device
+    from .recipes.mnist import train_recipe
+
+    device = get_device(device)
+    folder = Path(out) if out is not None else Path("runs") / name
+    _, path = train_recipe(name, folder, steps=steps, resume=True, device=device, progress=True,
+                           command=f"diffcourse.pretrained.load_or_train({name!r}, train=True)")
+    state = load_export(path)
+    return _network(state, {"recipe": name, "training_steps": state["steps"], "wall_time_s": state["seconds"],
+                            "device": state["device"], "file": str(path)}, device)

@@ -73,10 +73,12 @@ def test_unknown_and_missing(ckpt_dir):
         load_pretrained("tiny-classifier", checkpoint_dir=folder)
 
 
+SHIPPED = ["mnist-cfg", "mnist-classifier", "mnist-ddpm", "mnist-noisy-classifier"]
+
+
 def test_shipped_checkpoints_match_manifest():
-    if not (pretrained.CHECKPOINT_DIR / "manifest.json").exists():
-        pytest.skip("no checkpoints shipped yet")
     m = pretrained.manifest()
+    assert sorted(m["checkpoints"]) == SHIPPED
     total = 0
     for name, info in m["checkpoints"].items():
         path = pretrained.CHECKPOINT_DIR / info["file"]
@@ -85,3 +87,54 @@ def test_shipped_checkpoints_match_manifest():
         model = load_pretrained(name)
         assert sum(p.numel() for p in model.parameters()) == info["parameters"]
     assert total <= 10 * 2**20
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    from diffcourse.data.mnist import load_mnist
+    x, y = load_mnist("test")
+    return x[:500], y[:500]
+
+
+def test_shipped_classifier_reads_digits(test_digits):
+    """The FID feature network must be a good classifier (>= 96 % on held-out digits)."""
+    x, y = test_digits
+    with torch.no_grad():
+        acc = (load_pretrained("mnist-classifier")(x).argmax(1) == y).float().mean().item()
+    assert acc >= 0.96, acc
+
+
+def test_shipped_noisy_classifier_beats_chance_when_noisy(test_digits):
+    """Classifier guidance needs a classifier that still reads x_t at moderate noise."""
+    x, y = test_digits
+    sched, model = pretrained.pretrained_schedule("mnist-noisy-classifier"), load_pretrained("mnist-noisy-classifier")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for t, floor in ((0, 0.95), (250, 0.85), (500, 0.25)):  # chance is 0.1
+            x_t = sched.q_sample(x, t, torch.randn(x.shape, generator=g))
+            acc = (model(x_t, torch.full((len(x),), t)).argmax(1) == y).float().mean().item()
+            assert acc >= floor, (t, acc)
+
+
+@pytest.mark.parametrize("name", ["mnist-ddpm", "mnist-cfg"])
+def test_shipped_denoisers_predict_the_noise(name, test_digits):
+    """On held-out digits the eps-prediction error is far below Var(eps) = 1 at every noise level."""
+    x, y = test_digits
+    x = x[:200]
+    sched, model = pretrained.pretrained_schedule(name), load_pretrained(name)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in (50, 300, 700):
+            eps = torch.randn(x.shape, generator=g)
+            tt = torch.full((len(x),), t)
+            pred = model(sched.q_sample(x, t, eps), tt) if name == "mnist-ddpm" else model(sched.q_sample(x, t, eps), tt, y[:200])
+            assert (pred - eps).pow(2).mean().item() < 0.25, (name, t)
+
+
+def test_load_or_train_switches_between_shipped_and_trained(tmp_path):
+    shipped = pretrained.load_or_train("mnist-classifier")
+    assert shipped.pretrained_info["sha256"] == pretrained.checkpoint_info("mnist-classifier")["sha256"]
+    trained = pretrained.load_or_train("mnist-classifier", train=True, device="cpu", out=tmp_path, steps=2)
+    assert not trained.training and trained.pretrained_info["training_steps"] == 2
+    assert (tmp_path / "mnist-classifier.pt").exists() and (tmp_path / "train.pt").exists()
+    assert not torch.equal(next(shipped.parameters()), next(trained.parameters()))

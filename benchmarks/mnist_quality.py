@@ -1,0 +1,150 @@
+"""Quality of the shipped MNIST checkpoints, printed as JSON.
+
+* ``classifier``: test accuracy of ``mnist-classifier`` (10 000 test digits);
+* ``noisy_classifier``: accuracy of ``mnist-noisy-classifier`` on x_t = q_sample(x_0, t, eps) of the
+  test digits at t = 0, 250, 500, 750 (chance: 10 %);
+* ``floor``: FID (``mnist-classifier`` penultimate features) of N random *training* digits vs the
+  10 000 test digits — the real-vs-real floor at the same N (mean of ``--floor-draws`` draws);
+* ``ddim50``: ``mnist-ddpm`` with DDIM-50 (eta=0), N samples: FID vs the test set, seconds;
+* ``ddpm1000``: ``mnist-ddpm`` with ancestral DDPM-1000 on ``--ddpm-n`` samples (default N; on a CPU
+  use fewer), its FID and the FID of the first ``--ddpm-n`` DDIM-50 samples and the floor at that N;
+* ``cfg``: ``mnist-cfg`` with DDIM-50 at each guidance weight w (eps_u + w (eps_c - eps_u)), balanced
+  labels: the fraction classified as the requested digit, FID vs the test set, seconds.
+
+Run:  DIFFCOURSE_DATA_DIR=… python benchmarks/mnist_quality.py [--n 2000] [--ddpm-n 200] [--out FILE.json]
+Checkpoints are the shipped ones unless paths to exported ``.pt`` files are given (``--ddpm PATH`` …).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from diffcourse.commands.sample import generate, load_model
+from diffcourse.data.mnist import load_mnist
+from diffcourse.device import get_device
+from diffcourse.metrics import classifier_features, feature_stats, frechet_distance
+from diffcourse.schedules import make_schedule
+
+PARTS = ("classifier", "noisy", "ddim", "ddpm", "cfg")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device, t: int | None = None,
+             batch: int = 1000) -> float:
+    correct = 0
+    for i in range(0, x.shape[0], batch):
+        xb = x[i:i + batch].to(device)
+        logits = model(xb) if t is None else model(xb, torch.full((xb.shape[0],), t, device=device))
+        correct += int((logits.argmax(1).cpu() == y[i:i + batch]).sum())
+    return correct / x.shape[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=2000, help="samples per sampler")
+    p.add_argument("--ddpm-n", type=int, default=None, help="samples for DDPM-1000 (default --n)")
+    p.add_argument("--cfg-n", type=int, default=None, help="samples per guidance weight (default --n)")
+    p.add_argument("--cfg-w", default="1,2,3,5", help="guidance weights, comma separated")
+    p.add_argument("--floor-draws", type=int, default=3, help="independent real draws averaged for the floor")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {PARTS}")
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    for name in ("ddpm", "cfg", "classifier", "noisy-classifier"):
+        p.add_argument(f"--{name}", default=f"mnist-{name}", help=f"checkpoint name or exported .pt for mnist-{name}")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    device = get_device(args.device)
+    n = args.n
+    schedule = make_schedule("linear", 1000)
+    x_test, y_test = load_mnist("test")
+    x_train, _ = load_mnist("train")
+    result: dict = {"device": str(device), "threads": torch.get_num_threads(), "n": n, "seed": args.seed}
+
+    clf, _ = load_model(args.classifier, device)
+    if "classifier" in parts:
+        result["classifier"] = {"test_accuracy": accuracy(clf, x_test, y_test, device), "n_test": int(x_test.shape[0])}
+        log(f"classifier: {result['classifier']}")
+    if "noisy" in parts:
+        nclf, _ = load_model(args.noisy_classifier, device)
+        g = torch.Generator().manual_seed(args.seed)
+        eps = torch.randn(x_test.shape, generator=g)
+        result["noisy_classifier"] = {
+            "accuracy_at_t": {str(t): accuracy(nclf, schedule.q_sample(x_test, t, eps), y_test, device, t=t)
+                              for t in (0, 250, 500, 750, 999)}, "chance": 0.1, "n_test": int(x_test.shape[0])}
+        log(f"noisy classifier: {result['noisy_classifier']}")
+
+    ref_mu, ref_S = feature_stats(classifier_features(x_test, clf, device=device))
+    train_feats = classifier_features(x_train, clf, device=device)
+
+    def fid_to_test(images: torch.Tensor) -> float:
+        return frechet_distance(*feature_stats(classifier_features(images, clf, device=device)), ref_mu, ref_S)
+
+    def floor(k: int) -> dict:
+        g = torch.Generator().manual_seed(args.seed + 1)
+        vals = [frechet_distance(*feature_stats(train_feats[torch.randperm(train_feats.shape[0], generator=g)[:k]]),
+                                 ref_mu, ref_S) for _ in range(args.floor_draws)]
+        return {"n": k, "fid_mean": sum(vals) / len(vals), "fid_draws": vals}
+
+    result["reference"] = "MNIST test set (10000 images), features: mnist-classifier penultimate layer (128-d)"
+    result["floor"] = floor(n)
+    log(f"floor: {result['floor']}")
+
+    ddim_images = None
+    if "ddim" in parts or "ddpm" in parts:
+        model, _ = load_model(args.ddpm, device)
+        ddim_images, sec, nfe = generate(model, schedule, n, sampler="ddim", steps=50, seed=args.seed, device=device,
+                                         batch_size=args.batch_size, progress=True)
+        f = fid_to_test(ddim_images)
+        result["ddim50"] = {"n": n, "fid": f, "fid_over_floor": f / result["floor"]["fid_mean"], "seconds": sec,
+                            "seconds_per_sample": sec / n, "nfe": nfe}
+        log(f"ddim50: {result['ddim50']}")
+        if "ddpm" in parts:
+            m = args.ddpm_n or n
+            imgs, sec, nfe = generate(model, schedule, m, sampler="ddpm", seed=args.seed, device=device,
+                                      batch_size=args.batch_size, progress=True)
+            fl = floor(m) if m != n else result["floor"]
+            f = fid_to_test(imgs)
+            f_ddim = fid_to_test(ddim_images[:m]) if m != n else result["ddim50"]["fid"]
+            result["ddpm1000"] = {"n": m, "fid": f, "floor_at_n": fl["fid_mean"], "fid_over_floor": f / fl["fid_mean"],
+                                  "ddim50_fid_at_n": f_ddim, "ddim50_fid_over_ddpm1000_fid": f_ddim / f,
+                                  "seconds": sec, "seconds_per_sample": sec / m, "nfe": nfe,
+                                  "ddim50_speedup_per_sample": (sec / m) / result["ddim50"]["seconds_per_sample"]}
+            log(f"ddpm1000: {result['ddpm1000']}")
+
+    if "cfg" in parts:
+        model, _ = load_model(args.cfg, device)
+        m = args.cfg_n or n
+        labels = torch.arange(m) % 10
+        result["cfg"] = {"n": m, "sampler": "DDIM-50", "per_w": {}}
+        for w in (float(s) for s in args.cfg_w.split(",")):
+            imgs, sec, nfe = generate(model, schedule, m, sampler="ddim", steps=50, seed=args.seed, labels=labels,
+                                      guidance=w, device=device, batch_size=args.batch_size, progress=True)
+            acc = accuracy(clf, imgs, labels, device)
+            entry = {"accuracy": acc, "fid": fid_to_test(imgs), "seconds": sec, "nfe": nfe}
+            result["cfg"]["per_w"][str(w)] = entry
+            log(f"cfg w={w}: {entry}")
+        best = max(result["cfg"]["per_w"].items(), key=lambda kv: kv[1]["accuracy"])
+        result["cfg"]["best_w"], result["cfg"]["best_accuracy"] = float(best[0]), best[1]["accuracy"]
+        if m != n:
+            result["cfg"]["floor_at_n"] = floor(m)["fid_mean"]
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

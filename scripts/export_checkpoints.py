@@ -1,0 +1,73 @@
+"""Ship trained MNIST networks: copy the EMA exports from ``runs/`` into ``diffcourse/checkpoints/``
+and write ``manifest.json``.
+
+    python -m diffcourse train mnist-ddpm            # … and the other three recipes (see README)
+    python benchmarks/mnist_quality.py --ddpm runs/mnist-ddpm/mnist-ddpm.pt … --out quality.json
+    python scripts/export_checkpoints.py [--runs runs] [--quality quality.json]
+
+The files are copied byte for byte (the shipped weights are exactly what the recipe wrote); the
+manifest records for each one its SHA-256, size, recipe settings, parameter count, training steps,
+wall time, device, the command that produced it, and the quality measured on those weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from diffcourse.pretrained import CHECKPOINT_DIR, load_export, sha256
+from diffcourse.recipes.mnist import RECIPES, build_model
+
+# which part of benchmarks/mnist_quality.py's report belongs to which checkpoint
+QUALITY_KEYS = {"mnist-classifier": ["classifier"], "mnist-noisy-classifier": ["noisy_classifier"],
+                "mnist-ddpm": ["floor", "ddim50", "ddpm1000"], "mnist-cfg": ["cfg"]}
+
+
+def entry(name: str, file: Path, quality: dict, note: str) -> dict:
+    state = load_export(file)
+    model = build_model(state["model"], state["config"])
+    return {
+        "file": file.name, "sha256": sha256(file), "bytes": file.stat().st_size,
+        "recipe": name, "description": RECIPES[name].description, "model": state["model"], "config": state["config"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training_steps": state["steps"], "settings": state["settings"],
+        "schedule": {"name": state["settings"]["schedule"], "T": state["settings"]["T"]},
+        "wall_time_s": state["seconds"], "device": f"{state['device']} ({note})",
+        "command": f"python -m diffcourse train {name}  (resumed after interruptions; resume is exact)",
+        "weights": "EMA",
+        "quality": {k: quality[k] for k in QUALITY_KEYS[name] if k in quality},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default="runs", help="folder with one sub-folder per recipe (train's default --out)")
+    p.add_argument("--quality", default=None, help="JSON written by benchmarks/mnist_quality.py --out")
+    p.add_argument("--device-note", default="2-core CPU, 1 thread per run, recipes trained concurrently",
+                   help="how the machine was shared, recorded next to the device")
+    a = p.parse_args()
+    quality = json.loads(Path(a.quality).read_text()) if a.quality else {}
+    CHECKPOINT_DIR.mkdir(exist_ok=True)
+    entries = {}
+    for name in RECIPES:
+        src = Path(a.runs) / name / f"{name}.pt"
+        if not src.exists():
+            raise SystemExit(f"{src} is missing: train it with `python -m diffcourse train {name}` first.")
+        dst = CHECKPOINT_DIR / src.name
+        shutil.copyfile(src, dst)
+        entries[name] = entry(name, dst, quality, a.device_note)
+    manifest = {"format": 1,
+                "note": "EMA weights exported by `python -m diffcourse train`; quality measured on these files by "
+                        "benchmarks/mnist_quality.py" + (f" (N = {quality['n']}, {quality['device']})" if quality else ""),
+                "checkpoints": entries}
+    (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    total = sum(e["bytes"] for e in entries.values())
+    for name, e in entries.items():
+        print(f"{name:24s} {e['bytes'] / 1e6:5.2f} MB  {e['parameters']:>8,d} params  {e['training_steps']} steps  "
+              f"{e['wall_time_s'] / 60:5.1f} min")
+    print(f"total {total / 1e6:.2f} MB in {CHECKPOINT_DIR}")
+
+
+if __name__ == "__main__":
+    main()
