@@ -40,14 +40,36 @@ def entry(name: str, file: Path, quality: dict, note: str) -> dict:
     }
 
 
+def quality_note(quality: dict) -> str:
+    return ("EMA weights exported by `python -m diffcourse train`; quality measured on these files by "
+            "benchmarks/mnist_quality.py" + (f" (N = {quality['n']}, {quality['device']})" if quality else ""))
+
+
+def record_quality(quality: dict) -> None:
+    """Write the measured ``quality`` into the existing manifest, checking first that the weights are the shipped ones."""
+    path = CHECKPOINT_DIR / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for name, e in manifest["checkpoints"].items():
+        if sha256(CHECKPOINT_DIR / e["file"]) != e["sha256"]:
+            raise SystemExit(f"{e['file']} does not match its manifest hash; re-export instead of --quality-only.")
+        e["quality"] = {k: quality[k] for k in QUALITY_KEYS[name] if k in quality}
+    manifest["note"] = quality_note(quality)
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"quality recorded in {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs", help="folder with one sub-folder per recipe (train's default --out)")
     p.add_argument("--quality", default=None, help="JSON written by benchmarks/mnist_quality.py --out")
+    p.add_argument("--quality-only", action="store_true",
+                   help="leave the weights alone: only record --quality in the existing manifest")
     p.add_argument("--device-note", default="2-core CPU, 1 thread per run, recipes trained concurrently",
                    help="how the machine was shared, recorded next to the device")
     a = p.parse_args()
     quality = json.loads(Path(a.quality).read_text()) if a.quality else {}
+    if a.quality_only:
+        return record_quality(quality)
     CHECKPOINT_DIR.mkdir(exist_ok=True)
     entries = {}
     for name in RECIPES:
@@ -58,8 +80,7 @@ def main() -> None:
         shutil.copyfile(src, dst)
         entries[name] = entry(name, dst, quality, a.device_note)
     manifest = {"format": 1,
-                "note": "EMA weights exported by `python -m diffcourse train`; quality measured on these files by "
-                        "benchmarks/mnist_quality.py" + (f" (N = {quality['n']}, {quality['device']})" if quality else ""),
+                "note": quality_note(quality),
                 "checkpoints": entries}
     (CHECKPOINT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     total = sum(e["bytes"] for e in entries.values())

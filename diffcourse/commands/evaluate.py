@@ -39,8 +39,9 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor | None = None, cl
     perm = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(seed))
     ref, ref2 = test_x[perm[:n]], test_x[perm[n:2 * n]]
     f_fake, f_ref, f_ref2 = (classifier_features(v, classifier) for v in (x, ref, ref2))
+    dev = next(classifier.parameters()).device  # the classifier may sit on a GPU; the images come from the CPU
     with torch.no_grad():
-        probs = torch.softmax(torch.cat([classifier(x[i:i + 1000]) for i in range(0, n, 1000)]), dim=1)
+        probs = torch.softmax(torch.cat([classifier(x[i:i + 1000].to(dev)).cpu() for i in range(0, n, 1000)]), dim=1)
     precision, recall = precision_recall(f_ref, f_fake, k=k)
     result: dict[str, Any] = {
         "n": n,
