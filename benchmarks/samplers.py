@@ -53,7 +53,7 @@ def parse_row(spec: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=500)
-    p.add_argument("--rows", nargs="+", default=DEFAULT_ROWS)
+    p.add_argument("--rows", nargs="*", default=DEFAULT_ROWS, help="rows to run (none: only --fid-vs-n)")
     p.add_argument("--fid-vs-n", action="store_true")
     p.add_argument("--batch-size", type=int, default=64, help="images per network call (64 is fastest for this U-Net on a CPU)")
     p.add_argument("--seed", type=int, default=0)
@@ -64,8 +64,9 @@ def main() -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = json.loads(out.read_text()) if out.exists() else {}
-    report.update({"benchmark": "samplers", "n": a.n, "device": str(device), "threads": torch.get_num_threads(),
-                   "machine": platform.machine()})
+    if a.rows:
+        report.update({"benchmark": "samplers", "n": a.n, "device": str(device), "threads": torch.get_num_threads(),
+                       "machine": platform.machine()})
     rows = {r["spec"]: r for r in report.get("rows", [])}
     models = {}
     for spec in a.rows:
@@ -90,6 +91,9 @@ def main() -> None:
         images, _, _ = generate(model, schedule, 5000, sampler="ddim", steps=10, seed=a.seed, device=device, batch_size=a.batch_size)
         train_x, _ = load_mnist("train")
         test_x, _ = load_mnist("test")
+        # random subsets: the files' own order is not random (MNIST's first 5000 test digits are the cleaner half)
+        g = torch.Generator().manual_seed(a.seed)
+        test_x, train_x = test_x[torch.randperm(len(test_x), generator=g)], train_x[torch.randperm(len(train_x), generator=g)]
         f_model, f_test = classifier_features(images, judge), classifier_features(test_x[:5000], judge)
         f_train = classifier_features(train_x[:5000], judge)
         curve = []
@@ -98,7 +102,8 @@ def main() -> None:
             curve.append({"n": n, "fid_model_ddim10": round(frechet_distance(*feature_stats(f_model[:n]), *ref), 4),
                           "fid_floor": round(frechet_distance(*feature_stats(f_train[:n]), *ref), 4)})
         report["fid_vs_n"] = {"sampler": "DDIM-10 (eta=0), mnist-ddpm", "seconds": round(time.perf_counter() - t0, 1),
-                              "points": curve}
+                              "device": str(device), "threads": torch.get_num_threads(),
+                              "reference": "random test digits; floor: as many random training digits", "points": curve}
         out.write_text(json.dumps(report, indent=2))
         print(json.dumps(report["fid_vs_n"]), flush=True)
 
