@@ -9,7 +9,10 @@
 * ``ddpm1000``: ``mnist-ddpm`` with ancestral DDPM-1000 on ``--ddpm-n`` samples (default N; on a CPU
   use fewer), its FID and the FID of the first ``--ddpm-n`` DDIM-50 samples and the floor at that N;
 * ``cfg``: ``mnist-cfg`` with DDIM-50 at each guidance weight w (eps_u + w (eps_c - eps_u)), balanced
-  labels: the fraction classified as the requested digit, FID vs the test set, seconds.
+  labels: the fraction classified as the requested digit, FID vs the test set, seconds;
+* ``cg``: classifier guidance (chapter 5) — ``mnist-ddpm`` guided by ``mnist-noisy-classifier`` at each
+  scale s, DDIM with ``--cg-steps`` steps, balanced labels: accuracy, FID vs the test set and the floor at
+  that N, seconds. (s = 0 is the unconditional model: accuracy ≈ 10 %.)
 
 Run:  DIFFCOURSE_DATA_DIR=… python benchmarks/mnist_quality.py [--n 2000] [--ddpm-n 200] [--out FILE.json]
 Checkpoints are the shipped ones unless paths to exported ``.pt`` files are given (``--ddpm PATH`` …).
@@ -29,7 +32,7 @@ from diffcourse.device import get_device
 from diffcourse.metrics import classifier_features, feature_stats, frechet_distance
 from diffcourse.schedules import make_schedule
 
-PARTS = ("classifier", "noisy", "ddim", "ddpm", "cfg")
+PARTS = ("classifier", "noisy", "ddim", "ddpm", "cfg", "cg")
 
 
 def log(msg: str) -> None:
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ddpm-n", type=int, default=None, help="samples for DDPM-1000 (default --n)")
     p.add_argument("--cfg-n", type=int, default=None, help="samples per guidance weight (default --n)")
     p.add_argument("--cfg-w", default="1,2,3,5", help="guidance weights, comma separated")
+    p.add_argument("--cg-n", type=int, default=None, help="samples per classifier-guidance scale (default --n)")
+    p.add_argument("--cg-s", default="0,1,2,5,10", help="classifier-guidance scales, comma separated")
+    p.add_argument("--cg-steps", type=int, default=50, help="DDIM steps for classifier guidance")
     p.add_argument("--floor-draws", type=int, default=3, help="independent real draws averaged for the floor")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {PARTS}")
@@ -137,6 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         result["cfg"]["best_w"], result["cfg"]["best_accuracy"] = float(best[0]), best[1]["accuracy"]
         if m != n:
             result["cfg"]["floor_at_n"] = floor(m)["fid_mean"]
+
+    if "cg" in parts:
+        model, _ = load_model(args.ddpm, device)
+        nclf, _ = load_model(args.noisy_classifier, device)
+        m = args.cg_n or n
+        labels = torch.arange(m) % 10
+        result["cg"] = {"n": m, "sampler": f"DDIM-{args.cg_steps}", "floor_at_n": floor(m)["fid_mean"], "per_s": {}}
+        for s in (float(v) for v in args.cg_s.split(",")):
+            imgs, sec, nfe = generate(model, schedule, m, sampler="ddim", steps=args.cg_steps, seed=args.seed,
+                                      labels=labels, classifier=nclf, classifier_scale=s, device=device,
+                                      batch_size=args.batch_size, progress=True)
+            entry = {"accuracy": accuracy(clf, imgs, labels, device), "fid": fid_to_test(imgs), "seconds": sec,
+                     "nfe": nfe}
+            result["cg"]["per_s"][str(s)] = entry
+            log(f"cg s={s}: {entry}")
 
     text = json.dumps(result, indent=2)
     print(text)

@@ -39,8 +39,8 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.lerp_(p.detach(), 1 - d)
+        # ema_p <- d * ema_p + (1 - d) * p, for all parameters in one call
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - d)
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
 
@@ -95,7 +95,7 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any, torch.Generator],
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)  # one call for all tensors: faster on a CPU too
     ema = EMA(model, ema_decay)
     g = torch.Generator().manual_seed(seed)
     losses: list[float] = []

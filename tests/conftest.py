@@ -7,7 +7,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _threads_per_worker() -> int | None:
+    """With pytest-xdist, the cores shared out between the workers (None when not distributed)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def pytest_configure(config):
+    # Under pytest-xdist each worker gets its share of the cores, and so do the kernels it starts
+    # (nbval's, the grader's and JupyterLab's inherit this environment): two workers with two
+    # OpenMP threads each on two cores would fight over them.
+    threads = _threads_per_worker()
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
     # Tests read MNIST from the shared copy next to the checkout unless told otherwise; they never download.
     default = ROOT.parent / "shared" / "data" / "mnist"
     if "DIFFCOURSE_DATA_DIR" not in os.environ and default.exists():
@@ -20,3 +35,22 @@ def pytest_configure(config):
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Distribute by scope (``--dist loadscope``), with the browser tests split one per scope.
+
+    A notebook's nbval cells must run in order in one kernel, and a module's shared fixtures (a
+    grading run, say) should run once, so the scope is the notebook or the test module. The browser
+    tests are independent of one another and are the longest, so each is a scope of its own and
+    the workers share them out (each worker starts its own JupyterLab)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/e2e/"):
+                return nodeid
+            return super()._split_scope(nodeid)
+
+    return Scheduling(config, log)
