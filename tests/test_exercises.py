@@ -177,12 +177,12 @@ def graded(tmp_path_factory):
     """One `grade` run over solutions/ and exercises/, written as JSON and CSV."""
     out = tmp_path_factory.mktemp("grade")
     argv = ["grade", str(SOLUTIONS), str(EXERCISES), "--json", str(out / "g.json"), "--csv", str(out / "g.csv"),
-            "--timeout", "120"]
+            "--timeout", "120", "--executed", str(out / "executed")]
     assert main(argv) == 0
     records = json.loads((out / "g.json").read_text())
     with open(out / "g.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return records, rows
+    return records, rows, out / "executed"
 
 
 def _by_notebook(records, folder: Path):
@@ -190,7 +190,7 @@ def _by_notebook(records, folder: Path):
 
 
 def test_grading_solutions_gives_full_marks(graded):
-    records, _ = graded
+    records, _, _ = graded
     sol = _by_notebook(records, SOLUTIONS)
     expected = sum(len(checks_for_chapter(notebook_chapter(nbformat.read(p, 4), p))) for p in SOLUTION_NOTEBOOKS)
     assert len(sol) == expected
@@ -198,14 +198,30 @@ def test_grading_solutions_gives_full_marks(graded):
 
 
 def test_grading_exercises_gives_zero_and_every_check_still_ran(graded):
-    records, _ = graded
+    records, _, _ = graded
     ex = _by_notebook(records, EXERCISES)
     assert ex and not any(r["passed"] for r in ex)
     assert all(r["message"].startswith("not written yet") for r in ex), "some check never ran or failed oddly"
 
 
+@pytest.mark.parametrize("path", sorted(EXERCISES.glob("*.ipynb")), ids=lambda p: p.name)
+def test_untouched_exercise_runs_to_its_summary_without_an_error_in_a_check_cell(graded, path):
+    """The executed exercise notebook (saved by ``grade --executed``): no check or summary cell shows an
+    error, and the last cell reports 0 of the chapter's exercises passed."""
+    records, _, executed = graded
+    n = sum(1 for r in _by_notebook(records, EXERCISES) if Path(r["notebook"]).name == path.name)
+    cells = nbformat.read(executed / f"exercises-{path.name}", as_version=4).cells
+    for cell in cells:
+        if cell.cell_type == "code" and cell.source.startswith(("check(", "summary(")):
+            assert not any(o.output_type == "error" for o in cell.outputs), cell.source
+    last = "".join(o.get("text", "") for o in cells[-1].outputs)
+    assert n >= 4 and f"0/{n} exercises passed" in last, last
+
+
 def test_json_and_csv_hold_one_record_per_exercise(graded):
-    records, rows = graded
+    records, rows, executed = graded
+    assert sorted(p.name for p in executed.iterdir()) == sorted(
+        [f"solutions-{p.name}" for p in SOLUTION_NOTEBOOKS] + [f"exercises-{p.name}" for p in EXERCISES.glob("*.ipynb")])
     assert set(records[0]) == {"notebook", "exercise", "passed", "message"}
     assert [(r["notebook"], r["exercise"]) for r in records] == [(r["notebook"], r["exercise"]) for r in rows]
     assert {row["passed"] for row in rows} == {"True", "False"}

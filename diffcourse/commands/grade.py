@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write a list of {notebook, exercise, passed, message}")
     p.add_argument("--timeout", type=float, default=120, metavar="S",
                    help="seconds a single cell may run before it is interrupted (default: 120)")
+    p.add_argument("--executed", metavar="DIR",
+                   help="also save every executed notebook in DIR (as <folder>-<name>.ipynb), outputs included")
     p.set_defaults(func=run)
 
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if not notebooks:
         print(f"grade: no .ipynb files under {', '.join(args.paths)}.", file=sys.stderr)
         return 2
-    records = grade_paths(notebooks, timeout=args.timeout, progress=True)
+    records = grade_paths(notebooks, timeout=args.timeout, progress=True, executed_dir=args.executed)
     print()
     print(format_table(records))
     if args.csv:
@@ -46,4 +48,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(records, args.json)
         print(f"wrote {args.json}")
+    if args.executed:
+        print(f"executed notebooks in {args.executed}")
     return 0

@@ -143,13 +143,25 @@ def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None 
     return records
 
 
-def grade_paths(paths: Sequence[str | Path], *, timeout: float = 120, progress: bool = False) -> list[ExerciseRecord]:
-    """Grade every notebook in ``paths`` (files or folders), in order."""
+def executed_name(nb_path: str | Path) -> str:
+    """Where `grade_paths` saves an executed notebook inside ``executed_dir``: ``<folder>-<name>``, so
+    submissions that share a file name (``alice/05.ipynb``, ``bob/05.ipynb``) do not overwrite each other."""
+    p = Path(nb_path).resolve()
+    return f"{p.parent.name}-{p.name}"
+
+
+def grade_paths(paths: Sequence[str | Path], *, timeout: float = 120, progress: bool = False,
+                executed_dir: str | Path | None = None) -> list[ExerciseRecord]:
+    """Grade every notebook in ``paths`` (files or folders), in order; with ``executed_dir``, keep each
+    executed notebook there (named by `executed_name`) to see what a learner's code printed."""
     records: list[ExerciseRecord] = []
+    if executed_dir is not None:
+        Path(executed_dir).mkdir(parents=True, exist_ok=True)
     for nb_path in find_notebooks(paths):
         if progress:
             print(f"grading {nb_path} …", flush=True)
-        records += grade_notebook(nb_path, timeout=timeout)
+        save = Path(executed_dir) / executed_name(nb_path) if executed_dir is not None else None
+        records += grade_notebook(nb_path, timeout=timeout, save_executed=save)
     return records
 
 
