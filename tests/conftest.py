@@ -44,7 +44,10 @@ def pytest_xdist_make_scheduler(config, log):
     A notebook's nbval cells must run in order in one kernel, and a module's shared fixtures (a
     grading run, say) should run once, so the scope is the notebook or the test module. The browser
     tests are independent of one another and are the longest, so each is a scope of its own and
-    the workers share them out (each worker starts its own JupyterLab)."""
+    the workers share them out (each worker starts its own JupyterLab). With
+    ``--no-loadscope-reorder`` (pyproject.toml) scopes start in collection order, so these long tests
+    (collected first) start first and the short notebooks fill in at the end; xdist's default order
+    (most tests per scope first) would leave the one-test browser scopes, the longest, for last."""
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduling(LoadScopeScheduling):
