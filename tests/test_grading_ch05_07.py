@@ -19,7 +19,6 @@ from diffcourse.grading import RESULTS_ENV, check, checks_for_chapter
 from diffcourse.samplers.ddim import ddim_sample
 
 
-
 # ============================================================================ chapter 5: classifier guidance
 def good_grad(log_prob_fn, x):
     with torch.enable_grad():
