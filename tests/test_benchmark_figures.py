@@ -3,7 +3,8 @@
 Chapter 5 quotes the classifier-guidance sweep at N = 500 from
 ``benchmarks/results/classifier_guidance.json`` (``benchmarks/mnist_quality.py --parts cg``): every row of
 its table must be the JSON's numbers, rounded as shown, so re-running the benchmark without updating the
-lesson (or editing a number by hand) fails here.
+lesson (or editing a number by hand) fails here. The README quotes the 2D benchmark
+(``benchmarks/results/toy2d.json``, ``benchmarks/toy2d.py``) the same way.
 """
 from __future__ import annotations
 
@@ -28,3 +29,18 @@ def test_chapter5_quotes_the_classifier_guidance_benchmark():
     for s, e in cg["per_s"].items():
         row = f"| {float(s):g} | {e['accuracy'] * 100:.1f} % | {e['fid']:.1f} | {e['seconds']:.0f} |"
         assert row in text, f"chapter 5 does not show the benchmark's row for s = {s}: {row}"
+
+
+def test_readme_quotes_the_toy2d_benchmark():
+    runs = json.loads((ROOT / "benchmarks/results/toy2d.json").read_text())["runs"]
+    rows = [r for run in runs for r in run["results"]]
+    seconds = [r["train_seconds"] for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    readme = (ROOT / "README.md").read_text()
+    assert f"trains in {min(seconds):.1f}–{max(seconds):.1f} s per dataset" in readme
+    assert f"{min(ratios):.2f}–{max(ratios):.2f}× the data-vs-data" in readme
+    recipe = runs[0]["recipe"]
+    assert f"{recipe['steps']} steps × {recipe['batch_size']} points" in readme
+    from diffcourse.recipes.toy2d import TOY_DEFAULTS
+    assert all(run["recipe"] == TOY_DEFAULTS for run in runs), "toy2d.json was measured with another recipe: re-run benchmarks/toy2d.py"
+    assert all(r["meets_targets"] for r in rows)

@@ -15,10 +15,10 @@ class ToyMLP(nn.Module):
     The time embedding (and, when ``num_classes`` is set, a label embedding
     with a null label for classifier-free guidance) is added to the hidden
     state of every block, so every layer knows the noise level.
-    About 70k parameters with the defaults: trains in seconds on a CPU.
+    About 34k parameters with the defaults (``hidden=64, depth=3``): trains in seconds on a CPU.
     """
 
-    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, num_classes: int | None = None) -> None:
+    def __init__(self, dim: int = 2, hidden: int = 64, depth: int = 3, num_classes: int | None = None) -> None:
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
         self.inp = nn.Linear(dim, hidden)
