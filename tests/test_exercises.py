@@ -204,6 +204,18 @@ def test_grading_exercises_gives_zero_and_every_check_still_ran(graded):
     assert all(r["message"].startswith("not written yet") for r in ex), "some check never ran or failed oddly"
 
 
+@pytest.mark.parametrize("path", SOLUTION_NOTEBOOKS, ids=lambda p: p.name)
+def test_solution_notebook_runs_top_to_bottom_without_an_error(graded, path):
+    """The grading run executes every solution notebook in a fresh kernel, which is the one run of
+    ``solutions/`` in the suite (nbval does not run them again): every code cell ran and none shows an error."""
+    _, _, executed = graded
+    cells = [c for c in nbformat.read(executed / f"solutions-{path.name}", as_version=4).cells if c.cell_type == "code"]
+    assert cells and all(c.execution_count for c in cells if c.source.strip()), "a cell of the solution never ran"
+    for cell in cells:
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert not errors, f"solutions/{path.name}: {errors[0].ename}: {errors[0].evalue} in\n{cell.source}"
+
+
 @pytest.mark.parametrize("path", sorted(EXERCISES.glob("*.ipynb")), ids=lambda p: p.name)
 def test_untouched_exercise_runs_to_its_summary_without_an_error_in_a_check_cell(graded, path):
     """The executed exercise notebook (saved by ``grade --executed``): no check or summary cell shows an
