@@ -15,7 +15,7 @@ from ..training import TrainResult, train
 
 __all__ = ["train_toy_ddpm", "train_toy_conditional_ddpm", "train_toy_noisy_classifier", "TOY_DEFAULTS"]
 
-# Measured with benchmarks/toy2d.py on a 2-core CPU: 12-15 s of training and 0.86-1.19x the sliced-Wasserstein
+# Measured with benchmarks/toy2d.py on a 2-core CPU: 13-15 s of training and 0.86-1.19x the sliced-Wasserstein
 # floor on moons, 8 Gaussians and the Swiss roll (two seeds). A constant learning rate with the EMA of the weights
 # beat a decaying one here; below ~1500 steps the 8 Gaussians' tight modes are the first to suffer.
 TOY_DEFAULTS = dict(steps=1500, batch_size=512, lr=3e-3, T=200, schedule="cosine", hidden=64, depth=3)
