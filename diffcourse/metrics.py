@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sliced_wasserstein", "frechet_distance", "feature_stats", "classifier_features", "fid",
+__all__ = ["sliced_wasserstein", "sw_floor_ratio", "frechet_distance", "feature_stats", "classifier_features", "fid",
            "classifier_accuracy", "within_class_spread", "inception_score", "precision_recall", "mmd_rbf",
            "nearest_neighbour_distances", "gaussian_nll_2d"]
 
@@ -36,6 +36,26 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 25
     py = (y.detach().cpu().double() @ theta).sort(dim=0).values
     return float(((px - py) ** 2).mean().sqrt())
 
+
+
+def sw_floor_ratio(samples: list[torch.Tensor], data: list[torch.Tensor], other: list[torch.Tensor]
+                   ) -> tuple[float, float, float]:
+    r"""``(ratio, distance, floor)`` with the distance and the floor both averaged over K pairs:
+
+    .. math::
+
+        \text{ratio} = \frac{\tfrac1K\sum_k SW(\text{samples}_k, \text{data}_k)}
+                             {\tfrac1K\sum_k SW(\text{other}_k, \text{data}_k)},
+
+    where ``data`` and ``other`` are independent draws of the data set. One distance between sets of
+    a few thousand points is noisy (two draws of the data alone scatter by about ±50 % around their
+    mean), so a target like "≤ 1.5× the floor" is judged on means. ``samples`` may repeat one set.
+    """
+    if not (len(samples) == len(data) == len(other) > 0):
+        raise ValueError(f"Need as many sample, data and other sets (K ≥ 1); got {len(samples)}, {len(data)}, {len(other)}.")
+    dist = sum(sliced_wasserstein(x, d) for x, d in zip(samples, data)) / len(data)
+    floor = sum(sliced_wasserstein(o, d) for o, d in zip(other, data)) / len(data)
+    return dist / floor, dist, floor
 
 # --------------------------------------------------------------------------- FID (MNIST, chapter 7)
 def _sqrtm_psd(S: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import nbformat
 
+from diffcourse.recipes.toy2d import TOY_DEFAULTS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,6 +43,5 @@ def test_readme_quotes_the_toy2d_benchmark():
     assert f"{min(ratios):.2f}–{max(ratios):.2f}× the data-vs-data" in readme
     recipe = runs[0]["recipe"]
     assert f"{recipe['steps']} steps × {recipe['batch_size']} points" in readme
-    from diffcourse.recipes.toy2d import TOY_DEFAULTS
     assert all(run["recipe"] == TOY_DEFAULTS for run in runs), "toy2d.json was measured with another recipe: re-run benchmarks/toy2d.py"
     assert all(r["meets_targets"] for r in rows)

@@ -30,7 +30,7 @@ from diffcourse.grading.exercises import (
     generate,
     stub_code,
 )
-from diffcourse.grading.grader import NOT_RUN, grade_notebook, notebook_chapter
+from diffcourse.grading.grader import NOT_RUN, executed_name, grade_notebook, notebook_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -209,7 +209,7 @@ def test_solution_notebook_runs_top_to_bottom_without_an_error(graded, path):
     """The grading run executes every solution notebook in a fresh kernel, which is the one run of
     ``solutions/`` in the suite (nbval does not run them again): every code cell ran and none shows an error."""
     _, _, executed = graded
-    cells = [c for c in nbformat.read(executed / f"solutions-{path.name}", as_version=4).cells if c.cell_type == "code"]
+    cells = [c for c in nbformat.read(executed / executed_name(path), as_version=4).cells if c.cell_type == "code"]
     assert cells and all(c.execution_count for c in cells if c.source.strip()), "a cell of the solution never ran"
     for cell in cells:
         errors = [o for o in cell.outputs if o.output_type == "error"]
@@ -222,7 +222,7 @@ def test_untouched_exercise_runs_to_its_summary_without_an_error_in_a_check_cell
     error, and the last cell reports 0 of the chapter's exercises passed."""
     records, _, executed = graded
     n = sum(1 for r in _by_notebook(records, EXERCISES) if Path(r["notebook"]).name == path.name)
-    cells = nbformat.read(executed / f"exercises-{path.name}", as_version=4).cells
+    cells = nbformat.read(executed / executed_name(path), as_version=4).cells
     for cell in cells:
         if cell.cell_type == "code" and cell.source.startswith(("check(", "summary(")):
             assert not any(o.output_type == "error" for o in cell.outputs), cell.source

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffcourse.metrics import (frechet_distance, gaussian_nll_2d, inception_score, mmd_rbf,
-                                nearest_neighbour_distances, precision_recall, sliced_wasserstein)
+                                nearest_neighbour_distances, precision_recall, sliced_wasserstein, sw_floor_ratio)
 
 
 def test_frechet_distance_non_commuting_pair_closed_form():
@@ -84,3 +84,18 @@ def test_gaussian_nll_2d():
 
     x = toy2d.sample("8gaussians", 1000)
     assert gaussian_nll_2d(x) == pytest.approx(float(-toy2d.log_prob("8gaussians", x).mean()))
+
+
+def test_sw_floor_ratio_is_the_mean_distance_over_the_mean_floor():
+    g = torch.Generator().manual_seed(0)
+    samples = [torch.randn(300, 2, generator=g) * 1.3 for _ in range(3)]
+    data = [torch.randn(300, 2, generator=g) for _ in range(3)]
+    other = [torch.randn(300, 2, generator=g) for _ in range(3)]
+    ratio, dist, floor = sw_floor_ratio(samples, data, other)
+    d = [sliced_wasserstein(x, y) for x, y in zip(samples, data)]
+    f = [sliced_wasserstein(x, y) for x, y in zip(other, data)]
+    assert dist == pytest.approx(sum(d) / 3) and floor == pytest.approx(sum(f) / 3)
+    assert ratio == pytest.approx(dist / floor) and ratio > 1.1  # over-dispersed samples sit above the floor
+    assert sw_floor_ratio(data[:1], other[:1], data[:1])[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="as many"):
+        sw_floor_ratio(samples, data[:2], other)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data import toy2d
-from ..metrics import sliced_wasserstein
+from ..metrics import sw_floor_ratio
 from ..objectives import diffusion_loss
 from ..samplers.ddpm import ddpm_step as ddpm_step_reference
 from ..schedules import NoiseSchedule
@@ -284,14 +284,8 @@ def sw_ratio(samples: torch.Tensor, dataset: str, n: int, seed: int, refs: int =
              ) -> tuple[float, float, float]:
     """``(ratio, distance, floor)``: the mean sliced Wasserstein distance of ``samples`` to ``refs`` fresh draws of
     ``dataset``, the mean distance between two fresh draws (the floor), and their ratio."""
-    d, f = [], []
-    for k in range(refs):
-        a = toy2d.sample(dataset, n, generator=torch.Generator().manual_seed(seed * 1000 + 2 * k))
-        b = toy2d.sample(dataset, n, generator=torch.Generator().manual_seed(seed * 1000 + 2 * k + 1))
-        d.append(sliced_wasserstein(samples, a))
-        f.append(sliced_wasserstein(a, b))
-    dist, floor = sum(d) / refs, sum(f) / refs
-    return dist / floor, dist, floor
+    draw = [toy2d.sample(dataset, n, generator=torch.Generator().manual_seed(seed * 1000 + j)) for j in range(2 * refs)]
+    return sw_floor_ratio([samples] * refs, draw[0::2], draw[1::2])
 
 
 @register_check("train_and_sample", chapter=CHAPTER, timeout=180.0,
