@@ -7,9 +7,12 @@ must name what went wrong.
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
+import re
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -356,11 +359,12 @@ def test_summary_prints_the_chapter_score(capsys):
 
 def test_a_new_chapter_registers_checks_without_touching_the_core():
     from diffcourse.grading import CheckContext, register_check
+    from diffcourse.grading.compare import expect_tensor
 
     @register_check("double_for_test", chapter=99, hint="return 2 * x")
     def _check(fn, ctx: CheckContext):
         x = torch.randn(4, generator=ctx.gen)
-        ctx.expect_tensor(ctx.call(fn, x), 2 * x, what="double(x)")
+        expect_tensor(ctx.call(fn, x), 2 * x, what="double(x)")
 
     try:
         assert checks_for_chapter(99) == ["double_for_test"]
@@ -371,3 +375,57 @@ def test_a_new_chapter_registers_checks_without_touching_the_core():
             register_check("double_for_test", chapter=99, hint="")(lambda fn, ctx: None)
     finally:
         grading.core._CHECKS.pop("double_for_test", None)
+
+
+# ----------------------------------------------------------------------------- the layering of diffcourse.grading
+GRADING_DIR = Path(grading.__file__).parent
+CHAPTER_MODULE = re.compile(r"^ch\d\d$")
+# core ← compare ← fixtures ← chNN: each module may import only the ones to its left
+LOWER_LAYERS = {"core": set(), "compare": {"core"}, "fixtures": {"core", "compare"}}
+
+
+def _sibling_imports(module: str) -> list[tuple[str, str | None]]:
+    """``(sibling, name)`` for every import in ``diffcourse/grading/<module>.py`` of another module of the package
+    (``name``: what is imported from it, None for the module itself; ``__init__`` stands for the package)."""
+    siblings = {p.stem for p in GRADING_DIR.glob("*.py")}
+    found = []
+    for node in ast.walk(ast.parse((GRADING_DIR / f"{module}.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(a.name.split(".")[2], None) for a in node.names if a.name.startswith("diffcourse.grading.")]
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = ["diffcourse", "grading"][:3 - node.level] if node.level else []  # level 1: the package itself
+        target = ".".join(base + ([node.module] if node.module else []))
+        if target == "diffcourse.grading":  # `from . import x`: a sibling module, or a name of the package
+            found += [(a.name, None) if a.name in siblings else ("__init__", a.name) for a in node.names]
+        elif target.startswith("diffcourse.grading."):
+            found += [(target.split(".")[2], a.name) for a in node.names]
+    return found
+
+
+def test_the_parser_sees_the_imports():
+    assert ("core", "Mismatch") in _sibling_imports("compare")
+    assert {"core", "compare", "fixtures"} <= {m for m, _ in _sibling_imports("ch02")}
+
+
+@pytest.mark.parametrize("module", sorted(LOWER_LAYERS))
+def test_core_compare_and_fixtures_import_only_lower_layers(module):
+    imported = {m for m, _ in _sibling_imports(module)}
+    assert imported <= LOWER_LAYERS[module], f"{module} imports {sorted(imported - LOWER_LAYERS[module])} (upwards)"
+
+
+def test_chapter_modules_import_only_core_compare_and_fixtures_and_no_private_names():
+    chapters = sorted(p.stem for p in GRADING_DIR.glob("ch*.py") if CHAPTER_MODULE.match(p.stem))
+    assert len(chapters) >= 7
+    for chapter in chapters:
+        imports = _sibling_imports(chapter)
+        assert {m for m, _ in imports} <= {"core", "compare", "fixtures"}, (chapter, imports)
+        assert not [n for _, n in imports if n and n.startswith("_")], (chapter, imports)
+
+
+def test_no_module_of_the_package_imports_a_chapter_or_a_private_name():
+    for path in sorted(GRADING_DIR.glob("*.py")):
+        imports = _sibling_imports(path.stem)
+        assert not [m for m, _ in imports if CHAPTER_MODULE.match(m)], (path.name, imports)
+        assert not [n for _, n in imports if n and n.startswith("_")], (path.name, imports)

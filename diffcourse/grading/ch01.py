@@ -24,31 +24,18 @@ from typing import Any, Callable
 
 import torch
 
-from ..schedules import NoiseSchedule, cosine_betas, linear_betas, make_schedule
+from ..schedules import cosine_betas, linear_betas, make_schedule
 from .compare import describe, expect_like, expect_statistic, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import Fn, batch, bcast, randint, random_schedule, uniform
 
 CHAPTER = 1
-Fn = Callable[..., Any]
 
 FLOAT64_HINT = ("Build the schedule in float64 (e.g. `torch.linspace(..., dtype=torch.float64)`): ᾱ_t is a "
                 "product of up to a thousand numbers close to 1, and float32 loses its small values.")
+# chapter 1's own wording (the learner's data is x0 here); chapters 2–4 use `fixtures.CAST_HINT`
 CAST_HINT = ("Cast the coefficients to the data's dtype (`.to(x0.dtype)`): a float64 schedule times float32 data "
              "gives float64, which a float32 network will refuse.")
-
-
-def _uniform(ctx: CheckContext, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=ctx.gen, dtype=torch.float64))
-
-
-def _randint(ctx: CheckContext, low: int, high: int) -> int:
-    """An integer in [low, high] (both included)."""
-    return int(torch.randint(low, high + 1, (), generator=ctx.gen))
-
-
-def _random_schedule(ctx: CheckContext) -> NoiseSchedule:
-    name = ["linear", "cosine", "sigmoid"][_randint(ctx, 0, 2)]
-    return make_schedule(name, _randint(ctx, 50, 1000))
 
 
 # ----------------------------------------------------------------------------------------- (a) schedules
@@ -56,8 +43,8 @@ def _random_schedule(ctx: CheckContext) -> NoiseSchedule:
                 hint="β_t runs evenly from beta_start (t = 0) to beta_end (t = T−1), both included: "
                      "torch.linspace(beta_start, beta_end, T, dtype=torch.float64).")
 def check_linear_betas(fn: Fn, ctx: CheckContext) -> str:
-    cases = [(1000, 1e-4, 0.02), (_randint(ctx, 2, 300), _uniform(ctx, 1e-5, 1e-3), _uniform(ctx, 0.01, 0.05)),
-             (_randint(ctx, 2, 50), _uniform(ctx, 1e-4, 1e-2), _uniform(ctx, 0.1, 0.3))]
+    cases = [(1000, 1e-4, 0.02), (randint(ctx, 2, 300), uniform(ctx, 1e-5, 1e-3), uniform(ctx, 0.01, 0.05)),
+             (randint(ctx, 2, 50), uniform(ctx, 1e-4, 1e-2), uniform(ctx, 0.1, 0.3))]
     for T, b0, b1 in cases:
         what = f"linear_betas({T}, {b0:.4g}, {b1:.4g})"
         out = ctx.call(fn, T, b0, b1, what=what)
@@ -70,52 +57,45 @@ def check_linear_betas(fn: Fn, ctx: CheckContext) -> str:
     return f"{len(cases)} schedules (T = {', '.join(str(c[0]) for c in cases)}) match the reference."
 
 
-def _cosine_variant(T: int, s: float, max_beta: float, *, square: bool = True, offset: bool = True,
-                    flip: bool = False, clip: bool = True, denominator: bool = True) -> torch.Tensor:
-    """The cosine schedule with one deliberate mistake switched on, to recognise it in a learner's output."""
-    tau = torch.arange(T + 1, dtype=torch.float64)
-    s_ = s if offset else 0.0
-    f = torch.cos(((tau / T) + s_) / ((1 + s_) if denominator else 1.0) * math.pi / 2)
-    f = f ** 2 if square else f
+def _cosine_mistakes(T: int, s: float, max_beta: float) -> dict[str, torch.Tensor]:
+    """The known mistakes in the cosine schedule, each with the β_t it gives: f(τ) = cos²(((τ/T + s)/(1 + s))·π/2),
+    ᾱ(τ) = f(τ)/f(0), β_t = min(1 − ᾱ(t+1)/ᾱ(t), max_beta)."""
+    tau = torch.arange(T + 1, dtype=torch.float64) / T
+
+    def clipped_betas(f: torch.Tensor) -> torch.Tensor:
+        ab = f / f[0]
+        return (1 - ab[1:] / ab[:-1]).clamp(max=max_beta)
+
+    f = torch.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
     ab = f / f[0]
-    betas = 1 - (ab[:-1] / ab[1:] if flip else ab[1:] / ab[:-1])
-    return betas.clamp(max=max_beta) if clip else betas
+    return {
+        "forget to clip β_t at max_beta (the last step would be β ≈ 1)": 1 - ab[1:] / ab[:-1],
+        "forget to square the cosine": clipped_betas(torch.cos((tau + s) / (1 + s) * math.pi / 2)),
+        "divide ᾱ(t) by ᾱ(t+1) instead of ᾱ(t+1) by ᾱ(t)": (1 - ab[:-1] / ab[1:]).clamp(max=max_beta),
+        "leave out the offset s": clipped_betas(torch.cos(tau * math.pi / 2) ** 2),
+        "leave out the division by (1 + s)": clipped_betas(torch.cos((tau + s) * math.pi / 2) ** 2),
+    }
 
 
 @register_check("cosine_betas", chapter=CHAPTER,
                 hint="f(τ) = cos²(((τ/T + s)/(1 + s))·π/2) for τ = 0 … T; ᾱ(τ) = f(τ)/f(0); "
                      "β_t = min(1 − ᾱ(t+1)/ᾱ(t), max_beta) for t = 0 … T−1.")
 def check_cosine_betas(fn: Fn, ctx: CheckContext) -> str:
-    cases = [(1000, 0.008, 0.999), (_randint(ctx, 5, 200), 0.008, 0.999),
-             (_randint(ctx, 5, 200), _uniform(ctx, 0.001, 0.02), _uniform(ctx, 0.5, 0.99))]
+    cases = [(1000, 0.008, 0.999), (randint(ctx, 5, 200), 0.008, 0.999),
+             (randint(ctx, 5, 200), uniform(ctx, 0.001, 0.02), uniform(ctx, 0.5, 0.99))]
     for T, s, max_beta in cases:
         what = f"cosine_betas({T}, s={s:.4g}, max_beta={max_beta:.4g})"
         out = ctx.call(fn, T, s, max_beta, what=what)
-        v = lambda **kw: _cosine_variant(T, s, max_beta, **kw)  # noqa: E731
         expect_tensor(out, cosine_betas(T, s, max_beta), what=what, rtol=1e-6, atol=1e-10, dtype_hint=FLOAT64_HINT,
-                      mistakes={
-                          "forget to clip β_t at max_beta (the last step would be β ≈ 1)": v(clip=False),
-                          "forget to square the cosine": v(square=False),
-                          "divide ᾱ(t) by ᾱ(t+1) instead of ᾱ(t+1) by ᾱ(t)": v(flip=True),
-                          "leave out the offset s": v(offset=False),
-                          "leave out the division by (1 + s)": v(denominator=False),
-                      })
+                      mistakes=_cosine_mistakes(T, s, max_beta))
     return f"{len(cases)} schedules (T = {', '.join(str(c[0]) for c in cases)}, varied s and max_beta) match."
 
 
 # ----------------------------------------------------------------------------------------- (b) q_sample
-def _batch(ctx: CheckContext, shape_tail: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn((_randint(ctx, 5, 9), *shape_tail), generator=ctx.gen, dtype=dtype)
-
-
 def _timesteps(ctx: CheckContext, B: int, T: int) -> torch.Tensor:
     t = torch.randint(0, T, (B,), generator=ctx.gen)
     t[0], t[1] = 0, T - 1  # the ends are where off-by-one mistakes show
     return t
-
-
-def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (x.ndim - 1))).to(torch.float64)
 
 
 @register_check("q_sample", chapter=CHAPTER,
@@ -125,8 +105,8 @@ def check_q_sample(fn: Fn, ctx: CheckContext) -> str:
     shapes = [(2,), (1, 4, 4), (3,)]
     dtypes = [torch.float32, torch.float32, torch.float64]
     for tail, dtype in zip(shapes, dtypes):
-        sched = _random_schedule(ctx)
-        x0 = _batch(ctx, tail, dtype)
+        sched = random_schedule(ctx)
+        x0 = batch(ctx, tail, dtype)
         eps = torch.randn(x0.shape, generator=ctx.gen, dtype=dtype)
         t = _timesteps(ctx, x0.shape[0], sched.T)
         ab = sched.alpha_bars
@@ -134,8 +114,8 @@ def check_q_sample(fn: Fn, ctx: CheckContext) -> str:
         inputs = (f"x0 {describe(x0)}, t = {t.tolist()}, eps like x0, alpha_bars of the {sched.name} schedule "
                   f"with T = {sched.T} (float64)")
         out = ctx.call(fn, x0.clone(), t.clone(), eps.clone(), ab.clone(), what=what)
-        a, x, e = _bcast(ab[t], x0), x0.double(), eps.double()
-        a_prev = _bcast(ab[t - 1], x0)
+        a, x, e = bcast(ab[t], x0), x0.double(), eps.double()
+        a_prev = bcast(ab[t - 1], x0)
         expect_tensor(out, sched.q_sample(x0, t, eps), what=what, inputs=inputs, dtype_hint=CAST_HINT,
                       rtol=1e-4 if dtype == torch.float32 else 1e-9, atol=1e-5 if dtype == torch.float32 else 1e-12,
                       mistakes={
@@ -155,9 +135,9 @@ def check_q_sample(fn: Fn, ctx: CheckContext) -> str:
                      "β_t is a variance, so the noise is scaled by its square root.")
 def check_q_step(fn: Fn, ctx: CheckContext) -> str:
     for tail in [(2,), (1, 4, 4)]:
-        sched = _random_schedule(ctx)
-        for t in (0, sched.T - 1, _randint(ctx, 1, sched.T - 2)):
-            x = _batch(ctx, tail)
+        sched = random_schedule(ctx)
+        for t in (0, sched.T - 1, randint(ctx, 1, sched.T - 2)):
+            x = batch(ctx, tail)
             eps = torch.randn(x.shape, generator=ctx.gen)
             what = f"q_step(x_prev, {t}, eps, betas)"
             inputs = f"x_prev {describe(x)}, t = {t}, betas of the {sched.name} schedule with T = {sched.T}"
@@ -179,36 +159,34 @@ def check_q_step(fn: Fn, ctx: CheckContext) -> str:
     return "steps at t = 0, T−1 and in between, on batches of shape (B, 2) and (B, 1, 4, 4), all match."
 
 
-def _chain_moments(c: torch.Tensor, betas: torch.Tensor, scale: Callable[[float], tuple[float, float]],
-                   skip: int | None = None) -> tuple[torch.Tensor, float]:
+def _chain_moments(c: torch.Tensor, betas: torch.Tensor,
+                   scale: Callable[[float], tuple[float, float]]) -> tuple[torch.Tensor, float]:
     """Exact mean and variance after iterating x ← a·x + b·ε with (a, b) = scale(β_t), starting from x = c."""
     mean, var = c.double().clone(), 0.0
-    for i, beta in enumerate(betas.tolist()):
-        if skip is not None and i == skip % len(betas):
-            continue
+    for beta in betas.tolist():
         a, b = scale(beta)
         mean, var = a * mean, a * a * var + b * b
     return mean, var
 
 
-@register_check("run_chain", chapter=CHAPTER, timeout=20.0,
-                hint="Start from x = x0 and, for t = 0, 1, …, T−1 in turn, draw "
-                     "eps = torch.randn(x.shape, generator=generator) and apply your q_step; return the last x.")
-def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
-    T = _randint(ctx, 10, 30)
-    betas = torch.linspace(0.01, 0.03, T, dtype=torch.float64)
-    betas[0], betas[-1] = _uniform(ctx, 0.2, 0.3), _uniform(ctx, 0.3, 0.4)  # big ends: a skipped step shows
-    n = 16_000  # 2-D: 32 000 numbers, under PyTorch's threshold for multithreading tiny elementwise ops
-    c = torch.tensor([_uniform(ctx, 1.5, 3.0), -_uniform(ctx, 1.5, 3.0)])
-    x0 = c.expand(n, 2).clone()
-    what = "run_chain(x0, betas, generator)"
-    inputs = f"{n} copies of x0 = {describe(c)}, T = {T} steps"
+def _chain_mistakes(c: torch.Tensor, betas: torch.Tensor) -> dict[str, tuple[torch.Tensor, float]]:
+    """The known mistakes in a chain of q_steps, each with the mean and variance of x_T it gives."""
+    def right(b: float) -> tuple[float, float]:
+        return math.sqrt(1 - b), math.sqrt(b)
 
-    # shape, dtype, finiteness on a small batch; the generator must make it repeatable
-    small = x0[:5]
+    return {
+        "forgot the square root on α_t": _chain_moments(c, betas, lambda b: (1 - b, math.sqrt(b))),
+        "forgot the square root on β_t": _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), b)),
+        "did not scale x_{t−1} by sqrt(α_t)": _chain_moments(c, betas, lambda b: (1.0, math.sqrt(b))),
+        "skipped the last step (T−1 steps instead of T)": _chain_moments(c, betas[:-1], right),
+        "skipped the first step (started at t = 1)": _chain_moments(c, betas[1:], right),
+    }
+
+
+def _expect_repeatable_chain(fn: Fn, ctx: CheckContext, small: torch.Tensor, betas: torch.Tensor, what: str) -> None:
+    """Shape, dtype and finiteness of x_T on a small batch; generators seeded alike must give the same x_T."""
     first = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(7), what=what)
-    ab = float(torch.prod(1 - betas))
-    expect_like(first, small, what=what, inputs=f"x0 {describe(small)}, T = {T} steps")
+    expect_like(first, small, what=what, inputs=f"x0 {describe(small)}, T = {len(betas)} steps")
     again = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(7), what=what)
     if not (isinstance(again, torch.Tensor) and torch.equal(first, again)):
         raise Mismatch("not repeatable: two calls with generators seeded alike gave different x_T.",
@@ -222,23 +200,30 @@ def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
         raise Mismatch(f"dtype differs: yours {first.dtype}, expected {small.dtype} (the dtype of x0).",
                        hint=CAST_HINT)
 
+
+@register_check("run_chain", chapter=CHAPTER, timeout=20.0,
+                hint="Start from x = x0 and, for t = 0, 1, …, T−1 in turn, draw "
+                     "eps = torch.randn(x.shape, generator=generator) and apply your q_step; return the last x.")
+def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
+    T = randint(ctx, 10, 30)
+    betas = torch.linspace(0.01, 0.03, T, dtype=torch.float64)
+    betas[0], betas[-1] = uniform(ctx, 0.2, 0.3), uniform(ctx, 0.3, 0.4)  # big ends: a skipped step shows
+    n = 16_000  # 2-D: 32 000 numbers, under PyTorch's threshold for multithreading tiny elementwise ops
+    c = torch.tensor([uniform(ctx, 1.5, 3.0), -uniform(ctx, 1.5, 3.0)])
+    x0 = c.expand(n, 2).clone()
+    what = "run_chain(x0, betas, generator)"
+    inputs = f"{n} copies of x0 = {describe(c)}, T = {T} steps"
+    _expect_repeatable_chain(fn, ctx, x0[:5], betas, what)
+
     # the statistics of x_T against the closed form q(x_T | x0) = N(sqrt(ᾱ_T) x0, (1 − ᾱ_T) I)
     xT = ctx.call(fn, x0.clone(), betas.clone(), torch.Generator().manual_seed(ctx.seed), what=what).double()
     mean, var = xT.mean(0), xT.var(0)
+    ab = float(torch.prod(1 - betas))
     exp_mean, exp_var = math.sqrt(ab) * c.double(), 1 - ab
     tol_mean = 6 * math.sqrt(exp_var / n) + 1e-3
     tol_var = 6 * exp_var * math.sqrt(2 / (n - 1)) + 1e-3
-    diagnoses = {
-        "forgot the square root on α_t": _chain_moments(c, betas, lambda b: (1 - b, math.sqrt(b))),
-        "forgot the square root on β_t": _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), b)),
-        "did not scale x_{t−1} by sqrt(α_t)": _chain_moments(c, betas, lambda b: (1.0, math.sqrt(b))),
-        "skipped the last step (T−1 steps instead of T)":
-            _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), math.sqrt(b)), skip=-1),
-        "skipped the first step (started at t = 1)":
-            _chain_moments(c, betas, lambda b: (math.sqrt(1 - b), math.sqrt(b)), skip=0),
-    }
     note = ""
-    for description, (m, v) in diagnoses.items():
+    for description, (m, v) in _chain_mistakes(c, betas).items():
         if (mean - m).abs().max() <= tol_mean and abs(float(var.mean()) - v) <= tol_var:
             note = f"Your mean and variance are those of a chain that {description}."
             break
@@ -256,7 +241,7 @@ def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
                 hint="SNR(t) = ᾱ_t / (1 − ᾱ_t): the variance of the signal part sqrt(ᾱ_t)·x0 (for unit-variance "
                      "data) divided by the variance of the noise part.")
 def check_snr(fn: Fn, ctx: CheckContext) -> str:
-    scheds = [make_schedule("linear", 1000), make_schedule("cosine", _randint(ctx, 50, 1000)), _random_schedule(ctx)]
+    scheds = [make_schedule("linear", 1000), make_schedule("cosine", randint(ctx, 50, 1000)), random_schedule(ctx)]
     for sched in scheds:
         ab = sched.alpha_bars
         what = "snr(alpha_bars)"
@@ -313,8 +298,8 @@ def _as_int_or_none(value: Any, what: str) -> int | None:
                      "ᾱ (alpha_bars[-1]) is below threshold; return None after the loop.")
 def check_steps_to_noise(fn: Fn, ctx: CheckContext) -> str:
     cases = [("linear", 1e-3, 5000), ("cosine", 1e-3, 5000),
-             ("sigmoid", 10 ** -_uniform(ctx, 2, 3), 5000), ("linear", 10 ** -_uniform(ctx, 2, 3.5), 5000),
-             ("linear", 1e-3, _randint(ctx, 50, 300))]
+             ("sigmoid", 10 ** -uniform(ctx, 2, 3), 5000), ("linear", 10 ** -uniform(ctx, 2, 3.5), 5000),
+             ("linear", 1e-3, randint(ctx, 50, 300))]
     found = []
     for name, thr, T_max in cases:
         what = f"steps_to_noise({name!r}, threshold={thr:.3g}, T_max={T_max})"

@@ -9,75 +9,28 @@ ddpm_step          ``ddpm_step(eps_fn, schedule, x, t, noise, variance)`` `diffc
 train_and_sample   ``train_and_sample(dataset, n, generator)``            sliced Wasserstein vs the data floor
 =================  =====================================================  ==========================================
 
-The networks the learner's code calls are `FakeEps`: cheap, deterministic functions of
-``x`` *and* ``t``, so that calling one on the wrong input or at the wrong timestep shows.
+The networks the learner's code calls are `diffcourse.grading.fixtures.FakeEps`: cheap,
+deterministic functions of ``x`` *and* ``t``, so that calling one on the wrong input or at the
+wrong timestep shows.
 Timesteps are 0-based, as in `diffcourse.schedules`.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from torch import nn
 
 from ..data import toy2d
 from ..metrics import sw_floor_ratio
 from ..objectives import diffusion_loss
 from ..samplers.ddpm import ddpm_step as ddpm_step_reference
 from ..schedules import NoiseSchedule
-from .ch01 import _randint, _random_schedule, _uniform
 from .compare import describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule
 
 CHAPTER = 2
-Fn = Callable[..., Any]
-
-CAST_HINT = ("Cast the schedule's float64 coefficients to the data's dtype (`.to(x.dtype)`): float64 times "
-             "float32 data gives float64, which a float32 network will refuse.")
-
-
-# ----------------------------------------------------------------------------------------- shared helpers
-class FakeEps:
-    r"""A stand-in for a trained noise predictor: :math:`\hat\varepsilon(x, t) = \tanh(a x + \sin(w t + \varphi))`.
-
-    Cheap and deterministic, it depends on ``x`` and on ``t`` (an int, a float, or a tensor of
-    shape ``(B,)``; fractional times are fine), so that a call on the wrong input or at
-    ``t − 1`` gives a different answer. It returns the dtype of ``x``.
-    """
-
-    def __init__(self, ctx: CheckContext) -> None:
-        self.a = _uniform(ctx, 0.5, 1.5)
-        self.w = _uniform(ctx, 0.02, 0.06)
-        self.phase = _uniform(ctx, 0.0, math.pi)
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor | int | float) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float64)
-        if t.ndim == 0:
-            t = t.expand(x.shape[0])
-        tt = t.reshape(-1, *([1] * (x.ndim - 1))).to(x.device)
-        return torch.tanh(self.a * x.double() + torch.sin(self.w * tt + self.phase)).to(x.dtype)
-
-
-class FakeNet(nn.Module):
-    """`FakeEps` with one trainable scale, so that a loss built on it has a gradient."""
-
-    def __init__(self, fake: FakeEps) -> None:
-        super().__init__()
-        self.fake = fake
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.fake(x, t)
-
-
-def bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A per-example float64 vector shaped (B, 1, …, 1) to broadcast against ``x`` (kept in float64)."""
-    return torch.as_tensor(v, dtype=torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
-
-
-def batch(ctx: CheckContext, tail: tuple[int, ...], dtype: torch.dtype = torch.float32, B: int | None = None):
-    return torch.randn((B or _randint(ctx, 5, 9), *tail), generator=ctx.gen, dtype=dtype)
 
 
 def _tensor_pair(out: Any, what: str) -> tuple[Any, Any]:
@@ -90,6 +43,51 @@ def _tensor_pair(out: Any, what: str) -> tuple[Any, Any]:
 
 
 # ----------------------------------------------------------------------------------------- (a) the loss
+def _expect_scalar_loss(out: Any, what: str) -> torch.Tensor:
+    """Require a learner's loss to be a one-element tensor still attached to the network's graph."""
+    if not isinstance(out, torch.Tensor):
+        if isinstance(out, (int, float)) and not isinstance(out, bool):
+            raise Mismatch(f"{what} returned a Python {type(out).__name__}, not a tensor.",
+                           hint="Return the loss tensor itself (no .item()): training calls loss.backward().")
+        expect_like(out, torch.zeros(()), what=what)
+    if out.numel() != 1:
+        raise Mismatch(f"{what} returned a tensor of shape {tuple(out.shape)}; expected a single number "
+                       "(a 0-dimensional tensor).", hint="Average the squared errors over everything: .mean().")
+    if out.grad_fn is None:
+        raise Mismatch(f"{what} returned a tensor with no gradient: it is cut off from the network "
+                       "(.item(), .detach(), torch.no_grad() or a conversion to a new tensor).",
+                       hint="Compute the loss with torch operations on the model's output and return it as is.")
+    return out
+
+
+def _ddpm_loss_mistakes(net: FakeNet, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                        alpha_bars: torch.Tensor, target: str) -> dict[str, float]:
+    """The known mistakes in the DDPM loss, each with the loss it gives."""
+    a = bcast(alpha_bars[t], x0)
+    x, e = x0.double(), eps.double()
+    xt = (a.sqrt() * x + (1 - a).sqrt() * e).float()
+    goals = {"eps": e, "x0": x, "v": a.sqrt() * e - (1 - a).sqrt() * x}
+    goal = goals[target]
+
+    def mse(pred: torch.Tensor, goal: torch.Tensor = goal) -> float:
+        return float(((pred.double() - goal) ** 2).mean())
+
+    pred = net(xt, t)
+    mistakes = {
+        "form x_t without the square roots (ᾱ_t·x0 + (1 − ᾱ_t)·ε)": mse(net((a * x + (1 - a) * e).float(), t)),
+        "feed x0 to the network instead of the noisy x_t": mse(net(x0, t)),
+        "call the network at t − 1 (t is 0-based: the network is asked about x_t at step t)": mse(net(xt, t - 1)),
+        "sum the squared errors instead of averaging them": float(((pred.double() - goal) ** 2).sum()),
+        "take the absolute error instead of the squared error": float((pred.double() - goal).abs().mean()),
+    }
+    mistakes |= {f"regress the {name!r} target instead of {target!r}": mse(pred, other)
+                 for name, other in goals.items() if name != target}
+    if target == "v":
+        mistakes["flip the sign of v (it is sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0)"] = mse(pred, -goal)
+        mistakes["swap ε and x0 in v"] = mse(pred, a.sqrt() * x - (1 - a).sqrt() * e)
+    return mistakes
+
+
 @register_check("ddpm_loss", chapter=CHAPTER,
                 hint="x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε (ᾱ_t = alpha_bars[t] reshaped to (B, 1, …)); "
                      "pred = model(x_t, t); the goal is ε, x0 or v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0; "
@@ -97,9 +95,9 @@ def _tensor_pair(out: Any, what: str) -> tuple[Any, Any]:
 def check_ddpm_loss(fn: Fn, ctx: CheckContext) -> str:
     cases = [("eps", (2,)), ("eps", (1, 4, 4)), ("x0", (2,)), ("v", (3,))]
     for target, tail in cases:
-        sched = _random_schedule(ctx)
+        sched = random_schedule(ctx)
         net = FakeNet(FakeEps(ctx))
-        x0 = batch(ctx, tail, B=_randint(ctx, 16, 32))
+        x0 = batch(ctx, tail, B=randint(ctx, 16, 32))
         # Draw t and ε exactly as the reference does, then let it draw them again from the same state.
         g = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=ctx.gen)))
         state = g.get_state()
@@ -111,58 +109,69 @@ def check_ddpm_loss(fn: Fn, ctx: CheckContext) -> str:
         inputs = (f"x0 {describe(x0)}, t = {t.tolist()[:6]}…, eps like x0, alpha_bars of the {sched.name} schedule "
                   f"with T = {sched.T}")
         out = ctx.call(fn, net, x0.clone(), t.clone(), eps.clone(), sched.alpha_bars.clone(), target, what=what)
-        if not isinstance(out, torch.Tensor):
-            if isinstance(out, (int, float)) and not isinstance(out, bool):
-                raise Mismatch(f"{what} returned a Python {type(out).__name__}, not a tensor.",
-                               hint="Return the loss tensor itself (no .item()): training calls loss.backward().")
-            expect_like(out, torch.zeros(()), what=what)
-        if out.numel() != 1:
-            raise Mismatch(f"{what} returned a tensor of shape {tuple(out.shape)}; expected a single number "
-                           "(a 0-dimensional tensor).", hint="Average the squared errors over everything: .mean().")
-        if out.grad_fn is None:
-            raise Mismatch(f"{what} returned a tensor with no gradient: it is cut off from the network "
-                           "(.item(), .detach(), torch.no_grad() or a conversion to a new tensor).",
-                           hint="Compute the loss with torch operations on the model's output and return it as is.")
-
+        out = _expect_scalar_loss(out, what)
         with torch.no_grad():
-            a = bcast(sched.alpha_bars[t], x0)
-            x, e = x0.double(), eps.double()
-            xt = (a.sqrt() * x + (1 - a).sqrt() * e).float()
-            goal = {"eps": e, "x0": x, "v": a.sqrt() * e - (1 - a).sqrt() * x}[target]
-
-            def mse(pred: torch.Tensor, goal: torch.Tensor = goal, fn=lambda d: d ** 2, red="mean") -> float:
-                d = fn(pred.double() - goal)
-                return float(d.mean() if red == "mean" else d.sum())
-
-            pred = net(xt, t)
-            mistakes = {
-                "form x_t without the square roots (ᾱ_t·x0 + (1 − ᾱ_t)·ε)":
-                    mse(net((a * x + (1 - a) * e).float(), t)),
-                "feed x0 to the network instead of the noisy x_t": mse(net(x0, t)),
-                "call the network at t − 1 (t is 0-based: the network is asked about x_t at step t)":
-                    mse(net(xt, t - 1)),
-                "sum the squared errors instead of averaging them": mse(pred, red="sum"),
-                "take the absolute error instead of the squared error": mse(pred, fn=torch.abs),
-            }
-            others = {"eps": e, "x0": x, "v": a.sqrt() * e - (1 - a).sqrt() * x}
-            for name, other in others.items():
-                if name != target:
-                    mistakes[f"regress the {name!r} target instead of {target!r}"] = mse(pred, other)
-            if target == "v":
-                mistakes["flip the sign of v (it is sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0)"] = mse(pred, -goal)
-                mistakes["swap ε and x0 in v"] = mse(pred, a.sqrt() * x - (1 - a).sqrt() * e)
+            mistakes = _ddpm_loss_mistakes(net, x0, t, eps, sched.alpha_bars, target)
         expect_close(out.detach(), expected, what=what, inputs=inputs, rtol=1e-4, atol=1e-6, mistakes=mistakes)
     return "the loss matches diffusion_loss for the ε, x0 and v targets, on 2-D points and 4×4 images, with a gradient."
 
 
 # ----------------------------------------------------------------------------------------- (b) the posterior
+_WRAP = ("take ᾱ_{t−1} as alpha_bars[t − 1], which at t = 0 wraps round to the last entry "
+        "(ᾱ_{−1} must be 1)")
+
+
+def _posterior_tables(sched: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """β_t, α_t, ᾱ_t, ᾱ_{t−1} and alpha_bars[t − 1] (wrapping round at t = 0), float64, shaped to broadcast."""
+    b = bcast(sched.betas[t], x0)
+    abw = bcast(sched.alpha_bars[t - 1], x0)  # t − 1 = −1 wraps round to the last entry
+    return b, 1 - b, bcast(sched.alpha_bars[t], x0), bcast(sched.alpha_bars_prev[t], x0), abw
+
+
+def _posterior_mean_mistakes(sched: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor,
+                             t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The known mistakes in the posterior mean c0·x0 + ct·x_t, each with the mean it gives."""
+    b, al, ab, abp, abw = _posterior_tables(sched, x0, t)
+    x, y = x0.double(), xt.double()
+
+    def mean_of(c0: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+        return c0 * x + ct * y
+
+    c0, ct = abp.sqrt() * b / (1 - ab), al.sqrt() * (1 - abp) / (1 - ab)
+    # the same formula with the tables cast to the data's dtype first: 1 − ᾱ_t cancels in float32 at small t
+    lo = [bcast(v[t], x0).to(x0.dtype) for v in (sched.betas, sched.alphas, sched.alpha_bars, sched.alpha_bars_prev)]
+    lo_mean = (lo[3].sqrt() * lo[0] / (1 - lo[2]) * x0 + lo[1].sqrt() * (1 - lo[3]) / (1 - lo[2]) * xt).double()
+    return {
+        "swap the two coefficients (the x0 one on x_t and the x_t one on x0)": mean_of(ct, c0),
+        "forget the square root on ᾱ_{t−1} in the coefficient of x0": mean_of(abp * b / (1 - ab), ct),
+        "forget the square root on α_t in the coefficient of x_t": mean_of(c0, al * (1 - abp) / (1 - ab)),
+        "use ᾱ_t where the formula has ᾱ_{t−1} (off by one)":
+            mean_of(ab.sqrt() * b / (1 - ab), al.sqrt() * (1 - ab) / (1 - ab)),
+        _WRAP: mean_of(abw.sqrt() * b / (1 - ab), al.sqrt() * (1 - abw) / (1 - ab)),
+        "compute the coefficients in float32: at small t, 1 − ᾱ_t ≈ β_t is a difference of two "
+        "numbers close to 1 and loses digits — compute them in float64, then cast to x0.dtype": lo_mean,
+    }
+
+
+def _posterior_var_mistakes(sched: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The known mistakes in the posterior variance (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t, each with the variance it gives."""
+    b, _, ab, abp, abw = _posterior_tables(sched, x0, t)
+    return {
+        "return β_t: that is the other choice of the sampler's variance, not the posterior's": b,
+        "use ᾱ_t where the formula has ᾱ_{t−1} (off by one)": (1 - ab) / (1 - ab) * b,
+        "turn the ratio upside down ((1 − ᾱ_t)/(1 − ᾱ_{t−1})·β_t)": (1 - ab) / (1 - abp) * b,
+        _WRAP: (1 - abw) / (1 - ab) * b,
+        "return the standard deviation instead of the variance": ((1 - abp) / (1 - ab) * b).sqrt(),
+    }
+
+
 @register_check("q_posterior", chapter=CHAPTER,
                 hint="ᾱ = cumprod(1 − β); ᾱ_{t−1} is 1 at t = 0 (concatenate a 1 in front, don't index t − 1); "
                      "mean = sqrt(ᾱ_{t−1})·β_t/(1 − ᾱ_t)·x0 + sqrt(α_t)·(1 − ᾱ_{t−1})/(1 − ᾱ_t)·x_t, "
                      "var = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t.")
 def check_q_posterior(fn: Fn, ctx: CheckContext) -> str:
     for tail, dtype in [((2,), torch.float32), ((1, 4, 4), torch.float32), ((3,), torch.float64)]:
-        sched = _random_schedule(ctx)
+        sched = random_schedule(ctx)
         x0 = batch(ctx, tail, dtype)
         xt = batch(ctx, tail, dtype, B=x0.shape[0])
         t = torch.randint(0, sched.T, (x0.shape[0],), generator=ctx.gen)
@@ -173,55 +182,48 @@ def check_q_posterior(fn: Fn, ctx: CheckContext) -> str:
         out = ctx.call(fn, x0.clone(), xt.clone(), t.clone(), sched.betas.clone(), what=what)
         mean, var = _tensor_pair(out, what)
         ref_mean, ref_var = sched.q_posterior(x0, xt, t)
-
-        b = bcast(sched.betas[t], x0)
-        al = 1 - b
-        ab = bcast(sched.alpha_bars[t], x0)
-        abp = bcast(sched.alpha_bars_prev[t], x0)
-        abw = bcast(sched.alpha_bars[t - 1], x0)  # t − 1 = −1 wraps round to the last entry
-        x, y = x0.double(), xt.double()
-
-        def mean_of(c0: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
-            return c0 * x + ct * y
-
-        c0, ct = abp.sqrt() * b / (1 - ab), al.sqrt() * (1 - abp) / (1 - ab)
-        # the same formula with the tables cast to the data's dtype first: 1 − ᾱ_t cancels in float32 at small t
-        lo = [bcast(v[t], x0).to(dtype) for v in (sched.betas, sched.alphas, sched.alpha_bars, sched.alpha_bars_prev)]
-        lo_mean = (lo[3].sqrt() * lo[0] / (1 - lo[2]) * x0 + lo[1].sqrt() * (1 - lo[3]) / (1 - lo[2]) * xt).double()
         tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
         expect_tensor(mean, ref_mean, what=f"the mean from {what}", inputs=inputs, dtype_hint=CAST_HINT, **tol,
-                      mistakes={
-                          "swap the two coefficients (the x0 one on x_t and the x_t one on x0)": mean_of(ct, c0),
-                          "forget the square root on ᾱ_{t−1} in the coefficient of x0":
-                              mean_of(abp * b / (1 - ab), ct),
-                          "forget the square root on α_t in the coefficient of x_t":
-                              mean_of(c0, al * (1 - abp) / (1 - ab)),
-                          "use ᾱ_t where the formula has ᾱ_{t−1} (off by one)":
-                              mean_of(ab.sqrt() * b / (1 - ab), al.sqrt() * (1 - ab) / (1 - ab)),
-                          "take ᾱ_{t−1} as alpha_bars[t − 1], which at t = 0 wraps round to the last entry "
-                          "(ᾱ_{−1} must be 1)": mean_of(abw.sqrt() * b / (1 - ab), al.sqrt() * (1 - abw) / (1 - ab)),
-                          "compute the coefficients in float32: at small t, 1 − ᾱ_t ≈ β_t is a difference of two "
-                          "numbers close to 1 and loses digits — compute them in float64, then cast to x0.dtype":
-                              lo_mean,
-                      })
+                      mistakes=_posterior_mean_mistakes(sched, x0, xt, t))
         if not isinstance(var, torch.Tensor):
             expect_like(var, ref_var, what=f"the variance from {what}")
         if var.shape != ref_var.shape and var.numel() == ref_var.numel() and var.ndim == 1:
             var = var.reshape(ref_var.shape)  # (B,) is fine too
         expect_tensor(var, ref_var, what=f"the variance from {what}", inputs=inputs, check_dtype=False, **tol,
-                      mistakes={
-                          "return β_t: that is the other choice of the sampler's variance, not the posterior's":
-                              b,
-                          "use ᾱ_t where the formula has ᾱ_{t−1} (off by one)": (1 - ab) / (1 - ab) * b,
-                          "turn the ratio upside down ((1 − ᾱ_t)/(1 − ᾱ_{t−1})·β_t)": (1 - ab) / (1 - abp) * b,
-                          "take ᾱ_{t−1} as alpha_bars[t − 1], which at t = 0 wraps round to the last entry "
-                          "(ᾱ_{−1} must be 1)": (1 - abw) / (1 - ab) * b,
-                          "return the standard deviation instead of the variance": ((1 - abp) / (1 - ab) * b).sqrt(),
-                      })
+                      mistakes=_posterior_var_mistakes(sched, x0, t))
     return "mean and variance match NoiseSchedule.q_posterior, t = 0 and T−1 included, float32 and float64."
 
 
 # ----------------------------------------------------------------------------------------- (c) one ancestral step
+def _ddpm_step_mistakes(eps_fn: FakeEps, sched: NoiseSchedule, x: torch.Tensor, z: torch.Tensor, t: int,
+                        variance: str) -> dict[str, torch.Tensor]:
+    """The known mistakes in x_{t−1} = (x − β_t/sqrt(1 − ᾱ_t)·ε̂)/sqrt(α_t) + σ·noise (no noise at t = 0),
+    each with the x_{t−1} it gives."""
+    b, al, ab = (float(v[t]) for v in (sched.betas, sched.alphas, sched.alpha_bars))
+    pv = float(sched.posterior_variance[t])
+    var, other = (b, pv) if variance == "beta" else (pv, b)
+    xd, zd = x.double(), z.double()
+    e, e_prev = eps_fn(x, t).double(), eps_fn(x, t - 1).double()
+    c = b / math.sqrt(1 - ab)  # the coefficient of ε̂
+
+    def noisy(mean: torch.Tensor, v: float = var) -> torch.Tensor:
+        return mean + (math.sqrt(v) * zd if t > 0 else 0)
+
+    mean = (xd - c * e) / math.sqrt(al)
+    mistakes = {} if t > 0 else {
+        "add noise at t = 0 too (the last step returns the mean: no noise)": mean + math.sqrt(pv if pv > 0 else b) * zd}
+    return mistakes | {
+        "forget to divide by sqrt(α_t)": noisy(xd - c * e),
+        "use β_t/(1 − ᾱ_t) as the coefficient of ε̂ (no square root)": noisy((xd - b / (1 - ab) * e) / math.sqrt(al)),
+        "divide by α_t instead of sqrt(α_t)": noisy((xd - c * e) / al),
+        "add ε̂ instead of subtracting it": noisy((xd + c * e) / math.sqrt(al)),
+        "scale the noise by the variance σ² instead of the standard deviation σ": mean + (var * zd if t > 0 else 0),
+        "use the other variance (variance='beta' is β_t, 'beta_tilde' is β̃_t)": noisy(mean, other),
+        "subtract the noise instead of adding it": mean - (math.sqrt(var) * zd if t > 0 else 0),
+        "call eps_fn at t − 1 (x is x_t: ask the network about step t)": noisy((xd - c * e_prev) / math.sqrt(al)),
+    }
+
+
 @register_check("ddpm_step", chapter=CHAPTER,
                 hint="ε̂ = eps_fn(x, t); mean = (x − β_t/sqrt(1 − ᾱ_t)·ε̂)/sqrt(α_t); at t = 0 return the mean; "
                      "otherwise add sqrt(σ²)·noise with σ² = β_t ('beta') or β̃_t = schedule.posterior_variance[t] "
@@ -229,9 +231,9 @@ def check_q_posterior(fn: Fn, ctx: CheckContext) -> str:
 def check_ddpm_step(fn: Fn, ctx: CheckContext) -> str:
     n = 0
     for tail in [(2,), (1, 4, 4)]:
-        sched = _random_schedule(ctx)
+        sched = random_schedule(ctx)
         eps_fn = FakeEps(ctx)
-        for t in (0, sched.T - 1, _randint(ctx, 1, sched.T - 2)):
+        for t in (0, sched.T - 1, randint(ctx, 1, sched.T - 2)):
             for variance in ("beta", "beta_tilde"):
                 x = batch(ctx, tail)
                 z = torch.randn(x.shape, generator=ctx.gen)
@@ -239,36 +241,8 @@ def check_ddpm_step(fn: Fn, ctx: CheckContext) -> str:
                 inputs = f"x {describe(x)}, t = {t}, the {sched.name} schedule with T = {sched.T}"
                 out = ctx.call(fn, eps_fn, sched, x.clone(), t, z.clone(), variance, what=what)
                 ref = ddpm_step_reference(eps_fn, sched, x, t, z, variance)
-
-                b, al, ab = (float(v[t]) for v in (sched.betas, sched.alphas, sched.alpha_bars))
-                pv = float(sched.posterior_variance[t])
-                var, other = (b, pv) if variance == "beta" else (pv, b)
-                xd, zd = x.double(), z.double()
-                e = eps_fn(x, t).double()
-                e_prev = eps_fn(x, t - 1).double()
-
-                def step(mean: torch.Tensor, v: float = var, noise_at_0: bool = False, sign: float = 1.0):
-                    return mean + (sign * math.sqrt(v) * zd if (t > 0 or noise_at_0) else 0)
-
-                mean = (xd - b / math.sqrt(1 - ab) * e) / math.sqrt(al)
-                mistakes = {} if t > 0 else {
-                    "add noise at t = 0 too (the last step returns the mean: no noise)":
-                        step(mean, pv if pv > 0 else b, noise_at_0=True)}
-                mistakes |= {
-                    "forget to divide by sqrt(α_t)": step(xd - b / math.sqrt(1 - ab) * e),
-                    "use β_t/(1 − ᾱ_t) as the coefficient of ε̂ (no square root)":
-                        step((xd - b / (1 - ab) * e) / math.sqrt(al)),
-                    "divide by α_t instead of sqrt(α_t)": step((xd - b / math.sqrt(1 - ab) * e) / al),
-                    "add ε̂ instead of subtracting it": step((xd + b / math.sqrt(1 - ab) * e) / math.sqrt(al)),
-                    "scale the noise by the variance σ² instead of the standard deviation σ":
-                        mean + (var * zd if t > 0 else 0),
-                    "use the other variance (variance='beta' is β_t, 'beta_tilde' is β̃_t)": step(mean, other),
-                    "subtract the noise instead of adding it": step(mean, sign=-1.0),
-                    "call eps_fn at t − 1 (x is x_t: ask the network about step t)":
-                        step((xd - b / math.sqrt(1 - ab) * e_prev) / math.sqrt(al)),
-                }
                 expect_tensor(out, ref, what=what, inputs=inputs, rtol=1e-4, atol=1e-5, dtype_hint=CAST_HINT,
-                              mistakes=mistakes)
+                              mistakes=_ddpm_step_mistakes(eps_fn, sched, x, z, t, variance))
                 n += 1
     return f"{n} steps (t = 0, T−1 and in between; variance 'beta' and 'beta_tilde'; 2-D points and 4×4 images) match."
 

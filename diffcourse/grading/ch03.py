@@ -16,7 +16,7 @@ fewest_ddim_steps   ``fewest_ddim_steps(eps_fn, schedule, x_T, data, floor,   `f
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -26,33 +26,11 @@ from ..samplers.ddim import ddim_invert, ddim_sample
 from ..samplers.ddim import ddim_step as ddim_step_reference
 from ..samplers.ddim import ddim_timesteps as ddim_timesteps_reference
 from ..schedules import NoiseSchedule, make_schedule
-from .ch01 import _randint, _random_schedule, _uniform
-from .ch02 import CAST_HINT, FakeEps, batch
 from .compare import describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import CAST_HINT, FakeEps, Fn, batch, exact_eps_fn, randint, random_schedule, uniform
 
 CHAPTER = 3
-Fn = Callable[..., Any]
-
-
-def exact_eps_fn(schedule: NoiseSchedule, name: str = "8gaussians") -> Callable[[torch.Tensor, Any], torch.Tensor]:
-    r"""The exact noise predictor of a Gaussian-mixture dataset: :math:`\varepsilon^* = -\sqrt{1-\bar\alpha_t}\,\nabla\log p_t`.
-
-    ``t`` may be an int or a tensor of timesteps; examples at different timesteps are handled one group at a time.
-    """
-    gm = toy2d.mixture(name)
-
-    def eps(x: torch.Tensor, t: Any) -> torch.Tensor:
-        t = torch.as_tensor(t).long().flatten()
-        t = t.expand(x.shape[0]) if t.numel() == 1 else t
-        out = torch.empty(x.shape, dtype=torch.float64)
-        for tv in t.unique().tolist():
-            ab = float(schedule.alpha_bars[tv])
-            m = t == tv
-            out[m] = -math.sqrt(1 - ab) * gm.noised(ab).score(x[m])
-        return out.to(x.dtype)
-
-    return eps
 
 
 def _abar(schedule: NoiseSchedule, i: int) -> float:
@@ -60,23 +38,47 @@ def _abar(schedule: NoiseSchedule, i: int) -> float:
 
 
 # ----------------------------------------------------------------------------------------- (a) the DDIM step
-def _ddim_variant(e: torch.Tensor, x: torch.Tensor, z: torch.Tensor, at: float, as_: float, eta: float, last: bool,
-                  *, sigma_kind: str = "right", subtract_sigma: bool = True, x0_sqrt: bool = True,
-                  noise_sq: bool = False) -> torch.Tensor:
-    if sigma_kind == "right":
-        sigma = eta * math.sqrt((1 - as_) / (1 - at)) * math.sqrt(max(1 - at / as_, 0.0))
-    elif sigma_kind == "second_only":
-        sigma = eta * math.sqrt(max(1 - at / as_, 0.0))
-    elif sigma_kind == "first_only":
-        sigma = eta * math.sqrt((1 - as_) / (1 - at))
-    else:  # "none": eta ignored
-        sigma = 0.0
-    x0 = (x - math.sqrt(1 - at) * e) / math.sqrt(at) if x0_sqrt else (x - (1 - at) * e) / at
-    direction = math.sqrt(max(1 - as_ - (sigma ** 2 if subtract_sigma else 0.0), 0.0))
-    out = math.sqrt(as_) * x0 + direction * e
-    if eta > 0 and not last:
-        out = out + (sigma ** 2 if noise_sq else sigma) * z
-    return out
+def _ddim_formula(x: torch.Tensor, e: torch.Tensor, z: torch.Tensor, at: float, as_: float, eta: float,
+                  add_noise: bool) -> torch.Tensor:
+    """The DDIM update x_t → x_s written out in float64: the reference's formula, on the given ε̂ and ᾱs."""
+    sigma = eta * math.sqrt((1 - as_) / (1 - at)) * math.sqrt(max(1 - at / as_, 0.0))
+    x0 = (x - math.sqrt(1 - at) * e) / math.sqrt(at)
+    out = math.sqrt(as_) * x0 + math.sqrt(max(1 - as_ - sigma ** 2, 0.0)) * e
+    return out + sigma * z if add_noise else out
+
+
+def _ddim_step_mistakes(eps_fn: FakeEps, sched: NoiseSchedule, x: torch.Tensor, z: torch.Tensor, t: int, s: int,
+                        eta: float) -> dict[str, torch.Tensor]:
+    """The known mistakes in x_s = sqrt(ᾱ_s)·x̂0 + sqrt(1 − ᾱ_s − σ²)·ε̂ + σ·noise, σ = η·f1·f2 with
+    f1 = sqrt((1 − ᾱ_s)/(1 − ᾱ_t)) and f2 = sqrt(1 − ᾱ_t/ᾱ_s), each with the x_s it gives."""
+    at, as_ = _abar(sched, t), _abar(sched, s)
+    xd, zd, e = x.double(), z.double(), eps_fn(x, t).double()
+    noisy = eta > 0 and s >= 0  # no noise on the last step, to x_0
+    f1, f2 = math.sqrt((1 - as_) / (1 - at)), math.sqrt(max(1 - at / as_, 0.0))
+    sigma = eta * f1 * f2
+    x0 = (xd - math.sqrt(1 - at) * e) / math.sqrt(at)
+
+    def step(sig: float = sigma, x0_hat: torch.Tensor = x0, dir_sig: float | None = None,
+             noise: float | None = None) -> torch.Tensor:  # σ, and what the direction and the noise use for it
+        dir_sig = sig if dir_sig is None else dir_sig
+        out = math.sqrt(as_) * x0_hat + math.sqrt(max(1 - as_ - dir_sig ** 2, 0.0)) * e
+        return out + (sig if noise is None else noise) * zd if noisy else out
+
+    mistakes = {
+        "call eps_fn at s instead of t (the network is asked about the x you have, x_t)":
+            _ddim_formula(xd, eps_fn(x, max(s, 0)).double(), zd, at, as_, eta, noisy),
+        "leave out the first factor sqrt((1 − ᾱ_s)/(1 − ᾱ_t)) of σ": step(sig=eta * f2),
+        "leave out the second factor sqrt(1 − ᾱ_t/ᾱ_s) of σ": step(sig=eta * f1),
+        "ignore η (no noise, and 1 − ᾱ_s for the direction, whatever η)": step(sig=0.0),
+        "forget to take σ² out of the direction term (sqrt(1 − ᾱ_s) instead of sqrt(1 − ᾱ_s − σ²))":
+            step(dir_sig=0.0),
+        "forget the square roots in x̂0 ((x − (1 − ᾱ_t)·ε̂)/ᾱ_t)": step(x0_hat=(xd - (1 - at) * e) / at),
+        "scale the noise by σ² instead of σ": step(noise=sigma ** 2),
+    }
+    if s < 0:
+        mistakes["take ᾱ_s = alpha_bars[s] at s = −1: that is the *last* entry, but s = −1 means x_0, ᾱ_{−1} = 1"] = \
+            _ddim_formula(xd, e, zd, at, float(sched.alpha_bars[-1]), eta, eta > 0)
+    return mistakes
 
 
 @register_check("ddim_step", chapter=CHAPTER,
@@ -86,44 +88,25 @@ def _ddim_variant(e: torch.Tensor, x: torch.Tensor, z: torch.Tensor, at: float, 
 def check_ddim_step(fn: Fn, ctx: CheckContext) -> str:
     n = 0
     for tail in [(2,), (1, 4, 4)]:
-        sched = _random_schedule(ctx)
+        sched = random_schedule(ctx)
         eps_fn = FakeEps(ctx)
         T = sched.T
-        pairs = [(T - 1, _randint(ctx, T // 2, T - 2)), (_randint(ctx, 5, T - 1), -1), (_randint(ctx, 2, T // 2), 0)]
+        pairs = [(T - 1, randint(ctx, T // 2, T - 2)), (randint(ctx, 5, T - 1), -1), (randint(ctx, 2, T // 2), 0)]
         for t, s in pairs:
-            for eta in (0.0, 1.0, round(_uniform(ctx, 0.2, 0.8), 3)):
+            for eta in (0.0, 1.0, round(uniform(ctx, 0.2, 0.8), 3)):
                 x = batch(ctx, tail)
                 z = torch.randn(x.shape, generator=ctx.gen)
                 what = f"ddim_step(eps_fn, schedule, x, t={t}, s={s}, eta={eta}, noise)"
                 inputs = f"x {describe(x)}, the {sched.name} schedule with T = {T}"
                 out = ctx.call(fn, eps_fn, sched, x.clone(), t, s, eta, z.clone(), what=what)
                 ref = ddim_step_reference(eps_fn, sched, x, t, s, eta, z)
-                at, as_ = _abar(sched, t), _abar(sched, s)
-                xd, zd, e = x.double(), z.double(), eps_fn(x, t).double()
-                last = s < 0
-                v = lambda **kw: _ddim_variant(e, xd, zd, at, as_, eta, last, **kw)  # noqa: E731
-                mistakes = {
-                    "call eps_fn at s instead of t (the network is asked about the x you have, x_t)":
-                        _ddim_variant(eps_fn(x, max(s, 0)).double(), xd, zd, at, as_, eta, last),
-                    "leave out the first factor sqrt((1 − ᾱ_s)/(1 − ᾱ_t)) of σ": v(sigma_kind="second_only"),
-                    "leave out the second factor sqrt(1 − ᾱ_t/ᾱ_s) of σ": v(sigma_kind="first_only"),
-                    "ignore η (no noise, and 1 − ᾱ_s for the direction, whatever η)": v(sigma_kind="none"),
-                    "forget to take σ² out of the direction term (sqrt(1 − ᾱ_s) instead of sqrt(1 − ᾱ_s − σ²))":
-                        v(subtract_sigma=False),
-                    "forget the square roots in x̂0 ((x − (1 − ᾱ_t)·ε̂)/ᾱ_t)": v(x0_sqrt=False),
-                    "scale the noise by σ² instead of σ": v(noise_sq=True),
-                }
-                if last:
-                    wrap = float(sched.alpha_bars[-1])
-                    mistakes["take ᾱ_s = alpha_bars[s] at s = −1: that is the *last* entry, but s = −1 means "
-                             "x_0, ᾱ_{−1} = 1"] = _ddim_variant(e, xd, zd, at, wrap, eta, False)
-                if last and isinstance(out, torch.Tensor) and out.is_floating_point() and out.isnan().any():
+                if s < 0 and isinstance(out, torch.Tensor) and out.is_floating_point() and out.isnan().any():
                     raise Mismatch(f"your output contains NaN at s = −1 (the step to x_0).\n   inputs: {inputs}",
                                    hint="s = −1 means x_0, where ᾱ_s = 1; alpha_bars[-1] is the *last* entry, so "
                                         "1 − ᾱ_t/ᾱ_s turns negative and its square root NaN. Use "
                                         "`1.0 if s < 0 else alpha_bars[s]`.")
                 expect_tensor(out, ref, what=what, inputs=inputs, rtol=1e-4, atol=1e-5, dtype_hint=CAST_HINT,
-                              mistakes=mistakes)
+                              mistakes=_ddim_step_mistakes(eps_fn, sched, x, z, t, s, eta))
                 n += 1
     return f"{n} steps (η = 0, 1 and in between; to x_0 with s = −1 included; points and 4×4 images) match."
 
@@ -156,9 +139,9 @@ def _as_int_list(value: Any, what: str) -> list[int]:
                      "ts[k] = max(ts[k], ts[k−1] + 1); [0] when steps == 1. Increasing order.")
 def check_ddim_timesteps(fn: Fn, ctx: CheckContext) -> str:
     cases = [(1000, 10, "leading"), (1000, 10, "trailing"), (1000, 20, "quadratic"), (100, 40, "quadratic"),
-             (_randint(ctx, 50, 999), _randint(ctx, 3, 30), "leading"),
-             (_randint(ctx, 50, 999), _randint(ctx, 3, 30), "trailing"),
-             (_randint(ctx, 50, 999), _randint(ctx, 3, 30), "quadratic"), (_randint(ctx, 10, 99), 1, "quadratic")]
+             (randint(ctx, 50, 999), randint(ctx, 3, 30), "leading"),
+             (randint(ctx, 50, 999), randint(ctx, 3, 30), "trailing"),
+             (randint(ctx, 50, 999), randint(ctx, 3, 30), "quadratic"), (randint(ctx, 10, 99), 1, "quadratic")]
     for T, steps, spacing in cases:
         what = f"ddim_timesteps({T}, {steps}, {spacing!r})"
         got = _as_int_list(ctx.call(fn, T, steps, spacing, what=what), what)
@@ -200,42 +183,47 @@ def invert_step_reference(eps_fn: Fn, schedule: NoiseSchedule, x: torch.Tensor, 
     return a_t.sqrt() * (x - (1 - a_s).sqrt() * e) / a_s.sqrt() + (1 - a_t).sqrt() * e
 
 
+def _invert_step_mistakes(eps_fn: FakeEps, sched: NoiseSchedule, x: torch.Tensor, s: int,
+                          t: int) -> dict[str, torch.Tensor]:
+    """The known mistakes in x_t = sqrt(ᾱ_t)·(x − sqrt(1 − ᾱ_s)·ε̂)/sqrt(ᾱ_s) + sqrt(1 − ᾱ_t)·ε̂,
+    each with the x_t it gives."""
+    a_s, a_t = _abar(sched, s), _abar(sched, t)
+    xd = x.double()
+
+    def up(e: torch.Tensor, a_s: float = a_s, a_t: float = a_t) -> torch.Tensor:
+        return math.sqrt(a_t) * (xd - math.sqrt(1 - a_s) * e) / math.sqrt(a_s) + math.sqrt(1 - a_t) * e
+
+    e_s, e_t = eps_fn(x, s if s >= 0 else t).double(), eps_fn(x, t).double()
+    mistakes = {
+        "forget the square roots": a_t * (xd - (1 - a_s) * e_s) / a_s + (1 - a_t) * e_s,
+        "swap s and t (that is a DDIM sampling step, downwards)": up(e_s, a_s=a_t, a_t=a_s),
+    }
+    if s >= 0:
+        mistakes["predict the noise at t, which you do not have yet (use eps_fn(x, s): x is x_s)"] = up(e_t)
+    else:
+        mistakes["take ᾱ_s = alpha_bars[s] at s = −1: that is the *last* entry, but s = −1 means x_0, "
+                 "ᾱ_{−1} = 1"] = up(e_s, a_s=float(sched.alpha_bars[-1]))
+    return mistakes
+
+
 @register_check("ddim_invert_step", chapter=CHAPTER,
                 hint="ε̂ = eps_fn(x, s) (at s = −1, where x is x_0, use eps_fn(x, t)); ᾱ_s = 1 when s = −1; "
                      "x_t = sqrt(ᾱ_t)·(x − sqrt(1 − ᾱ_s)·ε̂)/sqrt(ᾱ_s) + sqrt(1 − ᾱ_t)·ε̂.")
 def check_ddim_invert_step(fn: Fn, ctx: CheckContext) -> str:
     n = 0
     for tail in [(2,), (1, 4, 4)]:
-        sched = _random_schedule(ctx)
+        sched = random_schedule(ctx)
         eps_fn = FakeEps(ctx)
         T = sched.T
-        for s, t in [(-1, _randint(ctx, 0, T // 4)), (_randint(ctx, 0, T // 2), _randint(ctx, T // 2 + 1, T - 1)),
+        for s, t in [(-1, randint(ctx, 0, T // 4)), (randint(ctx, 0, T // 2), randint(ctx, T // 2 + 1, T - 1)),
                      (T - 2, T - 1)]:
             x = batch(ctx, tail)
             what = f"ddim_invert_step(eps_fn, schedule, x, s={s}, t={t})"
             inputs = f"x {describe(x)}, the {sched.name} schedule with T = {T}"
             out = ctx.call(fn, eps_fn, sched, x.clone(), s, t, what=what)
             ref = invert_step_reference(eps_fn, sched, x, s, t)
-            a_s, a_t = _abar(sched, s), _abar(sched, t)
-            xd = x.double()
-
-            def up(e: torch.Tensor, a_s: float = a_s, a_t: float = a_t, sq: bool = True) -> torch.Tensor:
-                if not sq:
-                    return a_t * (xd - (1 - a_s) * e) / a_s + (1 - a_t) * e
-                return math.sqrt(a_t) * (xd - math.sqrt(1 - a_s) * e) / math.sqrt(a_s) + math.sqrt(1 - a_t) * e
-
-            e_s, e_t = eps_fn(x, s if s >= 0 else t).double(), eps_fn(x, t).double()
-            mistakes = {
-                "forget the square roots": up(e_s, sq=False),
-                "swap s and t (that is a DDIM sampling step, downwards)": up(e_s, a_s=a_t, a_t=a_s),
-            }
-            if s >= 0:
-                mistakes["predict the noise at t, which you do not have yet (use eps_fn(x, s): x is x_s)"] = up(e_t)
-            else:
-                mistakes["take ᾱ_s = alpha_bars[s] at s = −1: that is the *last* entry, but s = −1 means x_0, "
-                         "ᾱ_{−1} = 1"] = up(e_s, a_s=float(sched.alpha_bars[-1]))
             expect_tensor(out, ref, what=what, inputs=inputs, rtol=1e-4, atol=1e-5, dtype_hint=CAST_HINT,
-                          mistakes=mistakes)
+                          mistakes=_invert_step_mistakes(eps_fn, sched, x, s, t))
             n += 1
     return f"{n} inversion steps (from x_0 with s = −1, in the middle, at the end) match ddim_invert's update."
 
@@ -245,8 +233,8 @@ def check_ddim_invert_step(fn: Fn, ctx: CheckContext) -> str:
                      "x = ddim_invert_step(eps_fn, schedule, x, s, t) for t in ts (increasing), s = t; then "
                      "x0_rec = ddim_sample(eps_fn, schedule, x_T, steps=steps, eta=0.0). Return (x_T, x0_rec).")
 def check_ddim_round_trip(fn: Fn, ctx: CheckContext) -> str:
-    for tail, steps in [((2,), _randint(ctx, 5, 20)), ((1, 4, 4), _randint(ctx, 3, 10))]:
-        sched = make_schedule(["linear", "cosine"][_randint(ctx, 0, 1)], _randint(ctx, 100, 400))
+    for tail, steps in [((2,), randint(ctx, 5, 20)), ((1, 4, 4), randint(ctx, 3, 10))]:
+        sched = make_schedule(["linear", "cosine"][randint(ctx, 0, 1)], randint(ctx, 100, 400))
         eps_fn = FakeEps(ctx)
         x0 = batch(ctx, tail)
         what = f"ddim_round_trip(eps_fn, schedule, x0, steps={steps})"
@@ -306,8 +294,8 @@ def check_fewest_ddim_steps(fn: Fn, ctx: CheckContext) -> str:
     floor = sliced_wasserstein(data, other)
     x_T = torch.randn(n, 2, generator=ctx.gen)
     found = []
-    for candidates, ratio in [((10, 20, 50), 1.5), ((5, 10, 20), round(_uniform(ctx, 2.0, 4.0), 2)),
-                              ((2, 3), 1.2), ((50, 100), round(_uniform(ctx, 1.3, 1.8), 2))]:
+    for candidates, ratio in [((10, 20, 50), 1.5), ((5, 10, 20), round(uniform(ctx, 2.0, 4.0), 2)),
+                              ((2, 3), 1.2), ((50, 100), round(uniform(ctx, 1.3, 1.8), 2))]:
         what = f"fewest_ddim_steps(eps_fn, schedule, x_T, data, floor, candidates={candidates}, ratio={ratio})"
         got = ctx.call(fn, eps_fn, sched, x_T.clone(), data.clone(), floor, candidates, ratio, what=what)
         expected = fewest_ddim_steps_reference(eps_fn, sched, x_T, data, floor, candidates, ratio)

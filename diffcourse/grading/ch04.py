@@ -16,21 +16,18 @@ Continuous times ``t`` lie in (0, 1]; `VPSDE` maps them to the discrete steps of
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from ..data import toy2d
 from ..samplers.sde import VPSDE, euler_maruyama
 from ..samplers.sde import score_from_eps_fn as score_from_eps_fn_reference
-from ..schedules import make_schedule
-from .ch01 import _randint, _random_schedule, _uniform
-from .ch02 import CAST_HINT, FakeEps, FakeNet, batch, bcast
 from .compare import describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule, uniform
 
 CHAPTER = 4
-Fn = Callable[..., Any]
 
 
 class FakeScore:
@@ -59,7 +56,7 @@ def _times(ctx: CheckContext, B: int) -> torch.Tensor:
                      "(B, 1, …) and cast to x.dtype.")
 def check_score_from_eps_fn(fn: Fn, ctx: CheckContext) -> str:
     for tail in [(2,), (1, 4, 4)]:
-        sde = VPSDE(_random_schedule(ctx))
+        sde = VPSDE(random_schedule(ctx))
         eps_fn = FakeEps(ctx)
         what = "score_from_eps_fn(eps_fn, sde)"
         score = ctx.call(fn, eps_fn, sde, what=what)
@@ -98,15 +95,39 @@ def dsm_loss_reference(score_fn: Fn, x0: torch.Tensor, t: torch.Tensor, eps: tor
     return ((score_fn(xt, t) + (eps / (1 - a).sqrt()).to(x0.dtype)) ** 2).flatten(1).sum(1).mean()
 
 
+def _dsm_mistakes(net: FakeNet, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                  alpha_bars: torch.Tensor) -> dict[str, float]:
+    """The known mistakes in the DSM loss E‖s(x_t, t) + ε/sqrt(1 − ᾱ_t)‖², each with the loss it gives."""
+    a, a1 = bcast(alpha_bars[t], x0), bcast(alpha_bars[t - 1], x0)
+    x, e = x0.double(), eps.double()
+    xt = (a.sqrt() * x + (1 - a).sqrt() * e).float()
+
+    def loss(s: torch.Tensor, target: torch.Tensor) -> float:  # the squared norm per example, averaged
+        return float(((s.double() - target) ** 2).flatten(1).sum(1).mean())
+
+    s, target = net(xt, t), -e / (1 - a).sqrt()  # the score of q(x_t | x0)
+    return {
+        "average over the coordinates as well (torch.mean of the squares): the norm sums over each "
+        "example's dimensions": float(((s.double() - target) ** 2).mean()),
+        "subtract ε/sqrt(1 − ᾱ_t) instead of adding it (the target score is −ε/sqrt(1 − ᾱ_t))":
+            loss(s, e / (1 - a).sqrt()),
+        "divide ε by 1 − ᾱ_t instead of its square root": loss(s, -e / (1 - a)),
+        "forget to divide ε by sqrt(1 − ᾱ_t)": loss(s, -e),
+        "evaluate the score at x0 instead of the noisy x_t": loss(net(x0, t), target),
+        "use t − 1 for the step (t is 0-based: alpha_bars[t] belongs to x_t)":
+            loss(net((a1.sqrt() * x + (1 - a1).sqrt() * e).float(), t - 1), -e / (1 - a1).sqrt()),
+    }
+
+
 @register_check("dsm_loss", chapter=CHAPTER,
                 hint="a = alpha_bars[t] reshaped to (B, 1, …); x_t = sqrt(a)·x0 + sqrt(1 − a)·eps; "
                      "r = score_fn(x_t, t) + eps/sqrt(1 − a); return (r**2).flatten(1).sum(1).mean() — the squared "
                      "norm of each example, averaged over the batch.")
 def check_dsm_loss(fn: Fn, ctx: CheckContext) -> str:
     for tail in [(2,), (1, 4, 4), (3,)]:
-        sched = _random_schedule(ctx)
+        sched = random_schedule(ctx)
         net = FakeNet(FakeEps(ctx))
-        x0 = batch(ctx, tail, B=_randint(ctx, 12, 24))
+        x0 = batch(ctx, tail, B=randint(ctx, 12, 24))
         t = torch.randint(0, sched.T, (x0.shape[0],), generator=ctx.gen)
         t[0], t[1] = 0, sched.T - 1
         eps = torch.randn(x0.shape, generator=ctx.gen)
@@ -124,27 +145,7 @@ def check_dsm_loss(fn: Fn, ctx: CheckContext) -> str:
                            hint="Sum the squares over each example's dimensions, then average over the batch.")
         with torch.no_grad():
             expected = float(dsm_loss_reference(net, x0, t, eps, ab))
-            a = bcast(ab[t], x0)
-            a1 = bcast(ab[t - 1], x0)
-            x, e = x0.double(), eps.double()
-            xt = (a.sqrt() * x + (1 - a).sqrt() * e).float()
-
-            def loss(s: torch.Tensor, target: torch.Tensor, red: str = "norm") -> float:
-                d = (s.double() - target) ** 2
-                return float(d.flatten(1).sum(1).mean() if red == "norm" else d.mean())
-
-            s = net(xt, t)
-            mistakes = {
-                "average over the coordinates as well (torch.mean of the squares): the norm sums over each "
-                "example's dimensions": loss(s, -e / (1 - a).sqrt(), red="mean"),
-                "subtract ε/sqrt(1 − ᾱ_t) instead of adding it (the target score is −ε/sqrt(1 − ᾱ_t))":
-                    loss(s, e / (1 - a).sqrt()),
-                "divide ε by 1 − ᾱ_t instead of its square root": loss(s, -e / (1 - a)),
-                "forget to divide ε by sqrt(1 − ᾱ_t)": loss(s, -e),
-                "evaluate the score at x0 instead of the noisy x_t": loss(net(x0, t), -e / (1 - a).sqrt()),
-                "use t − 1 for the step (t is 0-based: alpha_bars[t] belongs to x_t)":
-                    loss(net((a1.sqrt() * x + (1 - a1).sqrt() * e).float(), t - 1), -e / (1 - a1).sqrt()),
-            }
+            mistakes = _dsm_mistakes(net, x0, t, eps, ab)
         # rtol 2e-3: the weight 1/(1 − ᾱ_t) is ~1e4 at t = 0, where float32 and float64 coefficients differ slightly
         expect_close(out.detach(), expected, what=what, inputs=inputs, rtol=2e-3, atol=1e-6, mistakes=mistakes)
     return "matches E‖s(x_t, t) + ε/sqrt(1 − ᾱ_t)‖² on points, 4×4 images and 3-D vectors."
@@ -160,7 +161,7 @@ def check_langevin_step(fn: Fn, ctx: CheckContext) -> str:
     for tail, score_fn in [((2,), fakes[0]), ((1, 4, 4), fakes[1]), ((2,), fakes[1])]:
         x = batch(ctx, tail) * 2
         z = torch.randn(x.shape, generator=ctx.gen)
-        delta = _uniform(ctx, 1e-3, 5e-2)
+        delta = uniform(ctx, 1e-3, 5e-2)
         what = f"langevin_step(score_fn, x, delta={delta:.4g}, z)"
         out = ctx.call(fn, score_fn, x.clone(), delta, z.clone(), what=what)
         xd, zd, s = x.double(), z.double(), score_fn(x).double()
@@ -181,10 +182,10 @@ def check_langevin_step(fn: Fn, ctx: CheckContext) -> str:
 
 # ----------------------------------------------------------------------------------------- (d) reverse SDE step
 def _sde_case(ctx: CheckContext, tail: tuple[int, ...]):
-    sde = VPSDE(_random_schedule(ctx))
+    sde = VPSDE(random_schedule(ctx))
     x = batch(ctx, tail)
-    t = _uniform(ctx, 0.05, 1.0)
-    dt = _uniform(ctx, 0.002, 0.04)
+    t = uniform(ctx, 0.05, 1.0)
+    dt = uniform(ctx, 0.002, 0.04)
     return sde, x, t, dt
 
 
@@ -277,8 +278,8 @@ def check_noise_posterior_mean(fn: Fn, ctx: CheckContext) -> str:
     x0s = gm.sample(n, torch.Generator().manual_seed(ctx.seed))
     worst = 0.0
     for _ in range(2):
-        ab = _uniform(ctx, 0.2, 0.8)
-        m = _randint(ctx, 5, 8)
+        ab = uniform(ctx, 0.2, 0.8)
+        m = randint(ctx, 5, 8)
         x = gm.noised(ab).sample(m, torch.Generator().manual_seed(int(torch.randint(0, 10**6, (), generator=ctx.gen))))
         x[0] = torch.tensor([25.0, -25.0])  # far out: naive exp() underflows to 0/0
         what = f"noise_posterior_mean(x, x0_samples, alpha_bar={ab:.3f})"

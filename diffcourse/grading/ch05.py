@@ -22,7 +22,7 @@ so at scale 1 the guided ε equals the exact ε of component k alone.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -31,31 +31,23 @@ from ..data.toy2d import GaussianMixture
 from ..samplers.ddim import ddim_sample
 from ..samplers.guidance import classifier_guided_eps, classifier_log_prob_grad
 from ..schedules import NoiseSchedule, make_schedule
-from .compare import _as_float, describe, expect_tensor
+from .compare import as_float, describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import Fn, randint, uniform
 
 CHAPTER = 5
-Fn = Callable[..., Any]
 
+# chapter 5's own wording (ᾱ_t comes as a number or a tensor here), not `fixtures.CAST_HINT`
 CAST_HINT = ("Cast ᾱ_t to the dtype of eps (`torch.as_tensor(alpha_bar_t, dtype=eps.dtype)`): a float64 ᾱ times "
              "float32 noise gives float64, which the sampler then mixes with float32 images.")
 
 
-def _uniform(ctx: CheckContext, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=ctx.gen, dtype=torch.float64))
-
-
-def _randint(ctx: CheckContext, low: int, high: int) -> int:
-    """An integer in [low, high] (both included)."""
-    return int(torch.randint(low, high + 1, (), generator=ctx.gen))
-
-
 def random_mixture(ctx: CheckContext) -> GaussianMixture:
     """A random isotropic 2D mixture: 3–6 components, spread-out means, std 0.2–0.5, unequal weights."""
-    K = _randint(ctx, 3, 6)
+    K = randint(ctx, 3, 6)
     means = 2.0 * torch.randn(K, 2, generator=ctx.gen, dtype=torch.float64)
     weights = 0.3 + torch.rand(K, generator=ctx.gen, dtype=torch.float64)
-    return GaussianMixture(means, std=_uniform(ctx, 0.2, 0.5), weights=weights)
+    return GaussianMixture(means, std=uniform(ctx, 0.2, 0.5), weights=weights)
 
 
 def _mixture_text(gm: GaussianMixture) -> str:
@@ -74,13 +66,6 @@ def _linear_classifier(ctx: CheckContext, D: int, K: int, B: int, dtype: torch.d
     return log_prob_fn
 
 
-def _grad_of(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    with torch.enable_grad():
-        xx = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(f(xx).sum(), xx)
-    return g
-
-
 NO_GRAD_HINT = ("The samplers run under torch.no_grad(), where autograd records nothing. Wrap the body in "
                 "`with torch.enable_grad():`, take `x = x.detach().requires_grad_(True)`, then "
                 "`torch.autograd.grad(log_prob_fn(x).sum(), x)`.")
@@ -93,14 +78,14 @@ NO_GRAD_HINT = ("The samplers run under torch.no_grad(), where autograd records 
 def check_classifier_log_prob_grad(fn: Fn, ctx: CheckContext) -> str:
     cases = []
     for tail, dtype in [((2,), torch.float32), ((1, 4, 4), torch.float32), ((3,), torch.float64)]:
-        B = _randint(ctx, 5, 9)
+        B = randint(ctx, 5, 9)
         D = math.prod(tail)
         x = torch.randn((B, *tail), generator=ctx.gen, dtype=dtype)
-        cases.append((x, _linear_classifier(ctx, D, _randint(ctx, 3, 10), B, dtype),
+        cases.append((x, _linear_classifier(ctx, D, randint(ctx, 3, 10), B, dtype),
                       f"x {describe(x)}, log_prob_fn = log_softmax of a random linear classifier at random labels"))
     gm = random_mixture(ctx)
-    x = 2 * torch.randn(_randint(ctx, 5, 9), 2, generator=ctx.gen, dtype=torch.float64)
-    k = _randint(ctx, 0, len(gm.means) - 1)
+    x = 2 * torch.randn(randint(ctx, 5, 9), 2, generator=ctx.gen, dtype=torch.float64)
+    k = randint(ctx, 0, len(gm.means) - 1)
     cases.append((x, lambda z: torch.log_softmax(gm.component_log_probs(z), dim=1)[:, k],
                   f"x {describe(x)}, log_prob_fn = log r_{k}(x) of {_mixture_text(gm)}"))
     what = "classifier_log_prob_grad(log_prob_fn, x)"
@@ -139,15 +124,15 @@ def check_classifier_log_prob_grad(fn: Fn, ctx: CheckContext) -> str:
 def check_classifier_guided_eps(fn: Fn, ctx: CheckContext) -> str:
     kinds = []
     for tail, kind in [((2,), "float"), ((1, 4, 4), "batch"), ((2,), "batch"), ((3,), "0-d")]:
-        B = _randint(ctx, 5, 9)
+        B = randint(ctx, 5, 9)
         eps = torch.randn((B, *tail), generator=ctx.gen)
         grad = 3 * torch.randn((B, *tail), generator=ctx.gen)
-        s = [0.0, 1.0, _uniform(ctx, 0.5, 8.0)][_randint(ctx, 1, 2)] if kind != "0-d" else _uniform(ctx, 0.5, 8.0)
+        s = [0.0, 1.0, uniform(ctx, 0.5, 8.0)][randint(ctx, 1, 2)] if kind != "0-d" else uniform(ctx, 0.5, 8.0)
         if kind == "float":
-            ab: Any = _uniform(ctx, 0.01, 0.99)
+            ab: Any = uniform(ctx, 0.01, 0.99)
             a = torch.tensor(ab, dtype=torch.float64)
         elif kind == "0-d":
-            a = torch.tensor(_uniform(ctx, 0.01, 0.99), dtype=torch.float64)
+            a = torch.tensor(uniform(ctx, 0.01, 0.99), dtype=torch.float64)
             ab = a.clone()
         else:
             a = torch.rand(B, generator=ctx.gen, dtype=torch.float64) * 0.98 + 0.01
@@ -173,27 +158,46 @@ def check_classifier_guided_eps(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (c) Bayes' rule, exactly
-def _guided_closed_form(gm_score: GaussianMixture, gm_cls: GaussianMixture, x: torch.Tensor, alpha_bar: float, k: int,
-                        scale: float, *, joint: bool = False, prob: bool = False, sign: float = 1.0,
-                        eps_factor: float | None = None) -> torch.Tensor:
-    """ε − s·sqrt(1−ᾱ)·∇log r_k in closed form; the keyword switches produce known mistakes."""
-    x = x.to(torch.float64)
+def _log_rk_grad(gm: GaussianMixture, x: torch.Tensor, k: int) -> torch.Tensor:
+    r"""The exact classifier's gradient :math:`\nabla_x\log r_k(x) = (\mu_k - \sum_j r_j\mu_j)/\sigma^2` of an isotropic
+    mixture (``x`` in float64)."""
+    return (gm.means[k] - gm.responsibilities(x) @ gm.means) / gm.std ** 2
+
+
+def _guided_eps(score: torch.Tensor, grad: torch.Tensor, alpha_bar: float, scale: float) -> torch.Tensor:
+    """ε̂ = ε − s·sqrt(1 − ᾱ)·∇log p(k|x) with ε = −sqrt(1 − ᾱ)·score."""
     c = math.sqrt(1 - alpha_bar)
-    score = gm_score.score(x)
-    r = gm_cls.responsibilities(x)
-    var = gm_cls.std ** 2
-    grad = (gm_cls.means[k] - x) / var if joint else (gm_cls.means[k] - r @ gm_cls.means) / var
-    if prob:
-        grad = r[:, k:k + 1] * grad
-    eps = -(c if eps_factor is None else eps_factor) * score
-    return eps - sign * scale * c * grad
+    return -c * score - scale * c * grad
 
 
 def mixture_guided_eps_reference(gm: GaussianMixture, x: torch.Tensor, alpha_bar: float, k: int,
                                  scale: float) -> torch.Tensor:
     r"""The classifier-guided ε of the mixture's noised marginal at ᾱ towards component ``k``, in closed form (float64)."""
     gt = gm.noised(alpha_bar)
-    return _guided_closed_form(gt, gt, x, float(alpha_bar), k, scale)
+    x = x.to(torch.float64)
+    return _guided_eps(gt.score(x), _log_rk_grad(gt, x, k), float(alpha_bar), scale)
+
+
+def _mixture_guided_mistakes(gm: GaussianMixture, x: torch.Tensor, ab: float, k: int,
+                             s: float) -> dict[str, torch.Tensor]:
+    """The known mistakes in the guided ε of a mixture, each with the ε̂ it gives."""
+    gt = gm.noised(ab)
+    x = x.to(torch.float64)
+    c = math.sqrt(1 - ab)
+    score, grad = gt.score(x), _log_rk_grad(gt, x, k)
+    return {
+        "use the clean mixture gm instead of the noised one gm.noised(alpha_bar) (the score and the "
+        "classifier must be those of x_t, not of x_0)": _guided_eps(gm.score(x), _log_rk_grad(gm, x, k), ab, s),
+        "use the noised mixture for the score but the clean one for the classifier":
+            _guided_eps(score, _log_rk_grad(gm, x, k), ab, s),
+        "use the joint log p(x, k) (component_log_probs) instead of log p(k | x) (its log_softmax)":
+            _guided_eps(score, (gt.means[k] - x) / gt.std ** 2, ab, s),
+        "take the gradient of p(k|x) instead of log p(k|x)":
+            _guided_eps(score, gt.responsibilities(x)[:, k:k + 1] * grad, ab, s),
+        "add the guidance term instead of subtracting it": -c * score + s * c * grad,
+        "forget the factor sqrt(1 − ᾱ) when turning the score into ε (ε = −sqrt(1 − ᾱ)·score)":
+            -score - s * c * grad,
+    }
 
 
 @register_check("mixture_guided_eps", chapter=CHAPTER,
@@ -202,31 +206,18 @@ def mixture_guided_eps_reference(gm: GaussianMixture, x: torch.Tensor, alpha_bar
                      "gradient with your classifier_log_prob_grad and combine with your classifier_guided_eps.")
 def check_mixture_guided_eps(fn: Fn, ctx: CheckContext) -> str:
     cases = [(toy2d.mixture("8gaussians"), 1.0), (random_mixture(ctx), 1.0), (random_mixture(ctx), 0.0),
-             (random_mixture(ctx), _uniform(ctx, 1.5, 6.0)), (toy2d.mixture("8gaussians"), _uniform(ctx, 0.2, 0.8))]
+             (random_mixture(ctx), uniform(ctx, 1.5, 6.0)), (toy2d.mixture("8gaussians"), uniform(ctx, 0.2, 0.8))]
     for gm, s in cases:
-        n = _randint(ctx, 6, 12)
-        ab = _uniform(ctx, 0.05, 0.95)
-        k = _randint(ctx, 0, len(gm.means) - 1)
+        n = randint(ctx, 6, 12)
+        ab = uniform(ctx, 0.05, 0.95)
+        k = randint(ctx, 0, len(gm.means) - 1)
         x = math.sqrt(ab) * gm.sample(n, ctx.gen).double() + math.sqrt(1 - ab) * torch.randn(n, 2, generator=ctx.gen,
                                                                                            dtype=torch.float64)
         what = f"mixture_guided_eps(gm, x, alpha_bar={ab:.4g}, k={k}, scale={s:.4g})"
         inputs = f"gm = {_mixture_text(gm)}, x {describe(x)}"
         out = ctx.call(fn, gm, x.clone(), ab, k, s, what=what)
-        gt = gm.noised(ab)
-        v = lambda **kw: _guided_closed_form(gt, gt, x, ab, k, s, **kw)  # noqa: E731
         expect_tensor(out, mixture_guided_eps_reference(gm, x, ab, k, s), what=what, inputs=inputs, rtol=1e-5,
-                      atol=1e-7, check_dtype=False, mistakes={
-                          "use the clean mixture gm instead of the noised one gm.noised(alpha_bar) (the score and the "
-                          "classifier must be those of x_t, not of x_0)": _guided_closed_form(gm, gm, x, ab, k, s),
-                          "use the noised mixture for the score but the clean one for the classifier":
-                              _guided_closed_form(gt, gm, x, ab, k, s),
-                          "use the joint log p(x, k) (component_log_probs) instead of log p(k | x) (its log_softmax)":
-                              v(joint=True),
-                          "take the gradient of p(k|x) instead of log p(k|x)": v(prob=True),
-                          "add the guidance term instead of subtracting it": v(sign=-1.0),
-                          "forget the factor sqrt(1 − ᾱ) when turning the score into ε (ε = −sqrt(1 − ᾱ)·score)":
-                              v(eps_factor=1.0),
-                      })
+                      atol=1e-7, check_dtype=False, mistakes=_mixture_guided_mistakes(gm, x, ab, k, s))
     return ("matches the closed form on the 8 Gaussians and random mixtures, scales 0 to 6 — at scale 1 that is "
             "exactly the ε of component k alone (Bayes' rule on scores).")
 
@@ -248,7 +239,7 @@ def guided_mode_fraction_reference(scale: float, k: int, schedule: NoiseSchedule
 
 def _fraction(value: Any, what: str) -> float:
     """A learner's fraction as a float in [0, 1], or a `Mismatch` that says what is wrong with it."""
-    got = _as_float(value, what)
+    got = as_float(value, what)
     if not (0.0 <= got <= 1.0):
         raise Mismatch(f"{what} returned {got:.4g}, which is not a fraction between 0 and 1.",
                        hint="Return the *mean* of the boolean mask (sample in component k) as a float, not the count.")
@@ -263,7 +254,7 @@ def _fraction(value: Any, what: str) -> float:
 def check_guided_mode_fraction(fn: Fn, ctx: CheckContext) -> str:
     sched = make_schedule("linear", 1000)
     n, steps = 600, 20
-    k = _randint(ctx, 0, 7)
+    k = randint(ctx, 0, 7)
     what = f"guided_mode_fraction(scale, k={k}, schedule, n={n}, steps={steps}, generator)"
     seed = ctx.seed
     # repeatability at scale 0, where the fraction (about 1/8) depends on the draws; at scale 1 it is always ~1
@@ -274,7 +265,7 @@ def check_guided_mode_fraction(fn: Fn, ctx: CheckContext) -> str:
                        f"({first:.3f} and {again:.3f} at scale 0).",
                        hint="Pass the generator to the sampler: ddim_sample(..., generator=generator).")
     got, ref = {}, {}
-    for s in (0.0, 1.0, 3.0, round(_uniform(ctx, 0.1, 0.6), 2)):
+    for s in (0.0, 1.0, 3.0, round(uniform(ctx, 0.1, 0.6), 2)):
         g = torch.Generator().manual_seed(seed)
         got[s] = first if s == 0.0 else _fraction(ctx.call(fn, s, k, sched, n, steps, g, what=what), what)
         ref[s] = guided_mode_fraction_reference(s, k, sched, n, steps, torch.Generator().manual_seed(seed))

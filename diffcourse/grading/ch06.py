@@ -16,36 +16,27 @@ sweet_spot         ``sweet_spot(model, schedule, k, ws, n, steps, seed,         
 The two experiments run on `LeakyMixtureModel`, an *exact* class-conditional noise predictor of the
 8 Gaussians whose conditional is deliberately "leaky" (it puts only part of its mass on the asked-for
 component, as an under-trained conditional model does), so that guidance has something to fix and the
-checks need no training.
+checks need no training. It lives in `diffcourse.grading.fixtures`; the chapter's notebooks import it
+from here (``from diffcourse.grading.ch06 import LeakyMixtureModel``), which keeps working.
 """
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from ..data import toy2d
-from ..data.toy2d import GaussianMixture
 from ..objectives import drop_labels
 from ..samplers.ddim import ddim_sample
 from ..samplers.guidance import cfg_combine, cfg_combine_paper
 from ..schedules import NoiseSchedule, make_schedule
-from .compare import _as_float, describe, expect_tensor
+from .compare import as_float, describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import Fn, LeakyMixtureModel, randint, uniform  # notebooks import LeakyMixtureModel from here
 
 CHAPTER = 6
-Fn = Callable[..., Any]
-
-
-def _uniform(ctx: CheckContext, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=ctx.gen, dtype=torch.float64))
-
-
-def _randint(ctx: CheckContext, low: int, high: int) -> int:
-    return int(torch.randint(low, high + 1, (), generator=ctx.gen))
 
 
 # ----------------------------------------------------------------------------------------- (a) label dropout
@@ -53,11 +44,11 @@ def _randint(ctx: CheckContext, low: int, high: int) -> int:
                 hint="u = torch.rand(y.shape, generator=generator); return torch.where(u < p_uncond, "
                      "torch.full_like(y, null_label), y) — a new tensor: the caller's y must stay as it was.")
 def check_drop_labels(fn: Fn, ctx: CheckContext) -> str:
-    cases = [(2000, 10, 0.1), (_randint(ctx, 500, 3000), _randint(ctx, 2, 9), _uniform(ctx, 0.05, 0.5)),
-             (_randint(ctx, 20, 50), 8, 0.0), (_randint(ctx, 20, 50), 8, 1.0)]
+    cases = [(2000, 10, 0.1), (randint(ctx, 500, 3000), randint(ctx, 2, 9), uniform(ctx, 0.05, 0.5)),
+             (randint(ctx, 20, 50), 8, 0.0), (randint(ctx, 20, 50), 8, 1.0)]
     for B, K, p in cases:
         y = torch.randint(0, K, (B,), generator=ctx.gen)
-        seed = _randint(ctx, 0, 10_000)
+        seed = randint(ctx, 0, 10_000)
         what = f"drop_labels(y, p_uncond={p:.3g}, null_label={K}, generator)"
         inputs = f"y {describe(y)} with labels 0 … {K - 1}, null label {K}"
         y_in = y.clone()
@@ -98,7 +89,7 @@ def check_drop_labels(fn: Fn, ctx: CheckContext) -> str:
 
 # ----------------------------------------------------------------------------------------- (b) the combination
 def _eps_pair(ctx: CheckContext, tail: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    B = _randint(ctx, 4, 9)
+    B = randint(ctx, 4, 9)
     return torch.randn((B, *tail), generator=ctx.gen), torch.randn((B, *tail), generator=ctx.gen)
 
 
@@ -106,7 +97,7 @@ def _eps_pair(ctx: CheckContext, tail: tuple[int, ...]) -> tuple[torch.Tensor, t
                 hint="ε̂ = ε_u + w·(ε_c − ε_u): start from the unconditional prediction and move w times the "
                      "difference towards (and past) the conditional one; w = 0 gives ε_u, w = 1 gives ε_c.")
 def check_cfg_combine(fn: Fn, ctx: CheckContext) -> str:
-    ws = [_uniform(ctx, 1.5, 8.0), 0.0, 1.0, _uniform(ctx, 0.1, 0.9)]  # w > 1 first: there every mistake differs
+    ws = [uniform(ctx, 1.5, 8.0), 0.0, 1.0, uniform(ctx, 0.1, 0.9)]  # w > 1 first: there every mistake differs
     for w, tail in zip(ws, [(2,), (1, 4, 4), (2,), (3,)]):
         ec, eu = _eps_pair(ctx, tail)
         what = f"cfg_combine(eps_c, eps_u, w={w:.4g})"
@@ -126,7 +117,7 @@ def check_cfg_combine(fn: Fn, ctx: CheckContext) -> str:
                 hint="The paper's convention: ε̂ = (1 + w')·ε_c − w'·ε_u, so that w' = 0 is the plain conditional "
                      "model; it is this course's ε_u + w·(ε_c − ε_u) with w = 1 + w'.")
 def check_cfg_combine_paper(fn: Fn, ctx: CheckContext) -> str:
-    ws = [_uniform(ctx, 1.5, 8.0), 0.0, 1.0, _uniform(ctx, 0.1, 0.9)]  # w > 1 first: there every mistake differs
+    ws = [uniform(ctx, 1.5, 8.0), 0.0, 1.0, uniform(ctx, 0.1, 0.9)]  # w > 1 first: there every mistake differs
     for w, tail in zip(ws, [(2,), (1, 4, 4), (2,), (3,)]):
         ec, eu = _eps_pair(ctx, tail)
         what = f"cfg_combine_paper(eps_c, eps_u, w_prime={w:.4g})"
@@ -142,44 +133,6 @@ def check_cfg_combine_paper(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (c) the experiments
-class LeakyMixtureModel(nn.Module):
-    r"""An exact noise predictor ``model(x, t, y)`` for the 8 Gaussians with a null label (``self.label.null_label``).
-
-    The null label gives the exact unconditional ε of the mixture; label ``k`` gives the exact ε of a
-    *leaky* conditional, the mixture re-weighted to put ``keep`` of its mass on component ``k`` (and the rest
-    evenly on the others) — like an under-trained conditional model, so that guidance has something to fix.
-    """
-
-    def __init__(self, schedule: NoiseSchedule, keep: float = 0.5, std: float | None = None) -> None:
-        super().__init__()
-        self.schedule = schedule
-        self.gm = toy2d.mixture("8gaussians")
-        if std is not None:
-            self.gm = GaussianMixture(self.gm.means, std)
-        self.K = len(self.gm.means)
-        self.keep = keep
-        self.label = SimpleNamespace(null_label=self.K, num_classes=self.K)
-
-    def _mixture(self, y: int) -> GaussianMixture:
-        if y == self.K:
-            return self.gm
-        w = torch.full((self.K,), (1 - self.keep) / (self.K - 1), dtype=torch.float64)
-        w[y] = self.keep
-        return GaussianMixture(self.gm.means, self.gm.std, w)
-
-    def forward(self, x: torch.Tensor, t: Any, y: Any = None) -> torch.Tensor:
-        t = torch.as_tensor(t).long().reshape(-1).expand(x.shape[0])
-        y = torch.full((x.shape[0],), self.K) if y is None else torch.as_tensor(y).long().reshape(-1).expand(x.shape[0])
-        out = torch.empty(x.shape, dtype=torch.float64)
-        for tv in t.unique().tolist():
-            ab = float(self.schedule.alpha_bars[tv])
-            for yv in y.unique().tolist():
-                m = (t == tv) & (y == yv)
-                if m.any():
-                    out[m] = -math.sqrt(1 - ab) * self._mixture(int(yv)).noised(ab).score(x[m])
-        return out.to(x.dtype)
-
-
 def cfg_mode_stats_reference(model: nn.Module, schedule: NoiseSchedule, k: int, w: float, n: int, steps: int,
                              generator: torch.Generator) -> tuple[float, float]:
     """``(fraction, spread)`` of ``n`` CFG-guided DDIM samples (η = 0) towards class ``k`` at weight ``w``:
@@ -202,7 +155,7 @@ def _pair(value: Any, what: str) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise Mismatch(f"{what} returned {type(value).__name__} ({value!r:.60}); expected a pair (fraction, spread).",
                        hint="End with `return fraction, spread` (two Python floats).")
-    frac, spread = (_as_float(v, what) for v in value)
+    frac, spread = (as_float(v, what) for v in value)
     if not math.isfinite(frac) or not math.isfinite(spread):
         raise Mismatch(f"{what} returned ({frac}, {spread}): not finite.",
                        hint="The spread is x_in.std(dim=0).mean() over the samples *in* mode k (x_in = x[inside]).")
@@ -221,9 +174,9 @@ def _close(a: tuple[float, float], b: tuple[float, float]) -> bool:
                      "(as floats).")
 def check_cfg_mode_stats(fn: Fn, ctx: CheckContext) -> str:
     sched = make_schedule("linear", 1000)
-    model = LeakyMixtureModel(sched, keep=_uniform(ctx, 0.35, 0.6))
+    model = LeakyMixtureModel(sched, keep=uniform(ctx, 0.35, 0.6))
     n, steps = 500, 20
-    k = _randint(ctx, 0, 7)
+    k = randint(ctx, 0, 7)
     seed = ctx.seed
     what = f"cfg_mode_stats(model, schedule, k={k}, w, n={n}, steps={steps}, generator)"
     inputs = (f"an exact conditional model of the 8 Gaussians with a leaky conditional ({model.keep:.0%} of p(x|k) "
@@ -237,7 +190,7 @@ def check_cfg_mode_stats(fn: Fn, ctx: CheckContext) -> str:
         raise Mismatch("not repeatable: two calls with generators seeded alike gave different results.",
                        hint="Pass the generator to the sampler: ddim_sample(..., generator=generator).")
     results = []
-    for w in (2.0, 1.0, 0.0, round(_uniform(ctx, 3.0, 6.0), 1)):
+    for w in (2.0, 1.0, 0.0, round(uniform(ctx, 3.0, 6.0), 1)):
         got = first if w == 2.0 else run(w)
         expected = ref(w)
         if not _close(got, expected):
@@ -279,12 +232,12 @@ def check_sweet_spot(fn: Fn, ctx: CheckContext) -> str:
     n, steps = 397, 15  # a prime n: no fraction k/n falls exactly on a two-decimal min_fraction
     found = []
     cases = [(0.5, [0.0, 1.0, 2.0, 3.0, 5.0, 8.0], 0.95, 0.15),
-             (round(_uniform(ctx, 0.3, 0.6), 2), [1.0, 1.5, 2.0, 3.0, 4.0], round(_uniform(ctx, 0.8, 0.95), 2), 0.15),
+             (round(uniform(ctx, 0.3, 0.6), 2), [1.0, 1.5, 2.0, 3.0, 4.0], round(uniform(ctx, 0.8, 0.95), 2), 0.15),
              (0.5, [3.0, 5.0, 8.0], 0.95, 0.08),
              (0.3, [0.0, 0.5, 1.0], 0.99, 0.15)]
     for keep, ws, min_fraction, target in cases:
         model = LeakyMixtureModel(sched, keep=keep)
-        k, seed = _randint(ctx, 0, 7), _randint(ctx, 0, 10_000)
+        k, seed = randint(ctx, 0, 7), randint(ctx, 0, 10_000)
         what = (f"sweet_spot(model, schedule, k={k}, ws={ws}, n={n}, steps={steps}, seed={seed}, "
                 f"min_fraction={min_fraction}, target_spread={target})")
         got = ctx.call(fn, model, sched, k, list(ws), n, steps, seed, min_fraction, target, what=what)

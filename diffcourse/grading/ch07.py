@@ -28,19 +28,11 @@ from ..metrics import _sqrtm_psd, feature_stats
 from ..metrics import frechet_distance as frechet_reference
 from ..metrics import mmd_rbf as mmd_reference
 from ..metrics import precision_recall as pr_reference
-from .compare import _as_float, describe, expect_close, expect_like, expect_tensor
+from .compare import as_float, describe, expect_close, expect_tensor
 from .core import CheckContext, Mismatch, register_check
+from .fixtures import Fn, randint, uniform
 
 CHAPTER = 7
-Fn = Callable[..., Any]
-
-
-def _uniform(ctx: CheckContext, low: float, high: float) -> float:
-    return low + (high - low) * float(torch.rand((), generator=ctx.gen, dtype=torch.float64))
-
-
-def _randint(ctx: CheckContext, low: int, high: int) -> int:
-    return int(torch.randint(low, high + 1, (), generator=ctx.gen))
 
 
 def _rotation(ctx: CheckContext, d: int) -> torch.Tensor:
@@ -72,11 +64,11 @@ CLAMP_HINT = ("Where the exact eigenvalue is 0, floating point gives ±1e−16 o
                      "(round-off makes some slightly negative), then return V @ diag(sqrt(w)) @ Vᵀ, i.e. "
                      "(V * w.clamp(min=0).sqrt()) @ V.T.")
 def check_sqrtm_psd(fn: Fn, ctx: CheckContext) -> str:
-    cases = [(2, None, False), (_randint(ctx, 3, 6), None, False), (5, 3, False), (4, 2, True)]
+    cases = [(2, None, False), (randint(ctx, 3, 6), None, False), (5, 3, False), (4, 2, True)]
     what = "sqrtm_psd(S)"
     for i, (d, rank, roundoff) in enumerate(cases):
         if i == 0:  # positive entries: the entrywise square root is finite, and named below
-            a, b, c = _uniform(ctx, 1.0, 2.0), _uniform(ctx, 1.0, 2.0), _uniform(ctx, 0.1, 0.5)
+            a, b, c = uniform(ctx, 1.0, 2.0), uniform(ctx, 1.0, 2.0), uniform(ctx, 0.1, 0.5)
             S = torch.tensor([[a, c], [c, b]], dtype=torch.float64)
         else:
             S = random_psd(ctx, d, rank=rank, roundoff=roundoff)
@@ -104,21 +96,26 @@ def check_sqrtm_psd(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (b) Fréchet distance
-def _fd_variant(mu1, S1, mu2, S2, *, two=True, tr_kind="right", mean_sq=True, with_mean=True,
-                root=False) -> float:
+def _fd_mistakes(mu1: torch.Tensor, S1: torch.Tensor, mu2: torch.Tensor, S2: torch.Tensor) -> dict[str, float]:
+    """The known mistakes in d² = ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·tr((Σ1^½ Σ2 Σ1^½)^½), each with the value it gives."""
     r1 = _sqrtm_psd(S1)
-    if tr_kind == "right":
-        tr = float(torch.linalg.eigvalsh(r1 @ S2 @ r1).clamp(min=0).sqrt().sum())
-    elif tr_kind == "sqrt_of_trace":
-        tr = math.sqrt(max(float(torch.trace(S1 @ S2)), 0.0))
-    elif tr_kind == "no_sqrt":
-        tr = float(torch.trace(S1 @ S2))
-    else:  # "entrywise": sqrt of the entries of S1·S2
-        tr = float(torch.trace((S1 @ S2).abs().sqrt()))
-    m = float((mu1 - mu2).pow(2).sum())
-    m = m if mean_sq else math.sqrt(m)
-    d2 = (m if with_mean else 0.0) + float(S1.trace() + S2.trace()) - (2 if two else 1) * tr
-    return math.sqrt(max(d2, 0.0)) if root else d2
+    cross = float(torch.linalg.eigvalsh(r1 @ S2 @ r1).clamp(min=0).sqrt().sum())  # tr((Σ1^½ Σ2 Σ1^½)^½)
+    m2 = float((mu1 - mu2).pow(2).sum())
+    trs = float(S1.trace() + S2.trace())
+    S12 = S1 @ S2
+    return {
+        "forget the factor 2 on the trace term": m2 + trs - cross,
+        "replace tr((Σ1^½ Σ2 Σ1^½)^½) by sqrt(tr(Σ1 Σ2)) (the square root of a trace is not the trace of a "
+        "square root)": m2 + trs - 2 * math.sqrt(max(float(torch.trace(S12)), 0.0)),
+        "forget the matrix square root in the cross term (tr(Σ1 Σ2) instead of tr((Σ1 Σ2)^½))":
+            m2 + trs - 2 * float(torch.trace(S12)),
+        "take the square root of each entry of Σ1 Σ2 instead of a matrix square root":
+            m2 + trs - 2 * float(torch.trace(S12.abs().sqrt())),
+        "return the distance d instead of its square d² (FID is the squared distance)":
+            math.sqrt(max(m2 + trs - 2 * cross, 0.0)),
+        "leave out the means' term ‖μ1 − μ2‖²": trs - 2 * cross,
+        "use ‖μ1 − μ2‖ instead of its square": math.sqrt(m2) + trs - 2 * cross,
+    }
 
 
 def _gaussian(ctx: CheckContext, d: int, **kw) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +127,7 @@ def _gaussian(ctx: CheckContext, d: int, **kw) -> tuple[torch.Tensor, torch.Tens
                      "trace is the sum of the square roots of the eigenvalues of the symmetric r @ Σ2 @ r (clamped at "
                      "0) — or tr(sqrtm_psd(r @ Σ2 @ r)). Return d², a number (not its square root).")
 def check_frechet_distance(fn: Fn, ctx: CheckContext) -> str:
-    d = _randint(ctx, 3, 6)
+    d = randint(ctx, 3, 6)
     m, S = _gaussian(ctx, d)
     diag1 = torch.rand(4, generator=ctx.gen, dtype=torch.float64) + 0.1
     diag2 = torch.rand(4, generator=ctx.gen, dtype=torch.float64) + 0.1
@@ -155,52 +152,53 @@ def check_frechet_distance(fn: Fn, ctx: CheckContext) -> str:
                                "negative eigenvalue, passed on to the next decomposition, gives errors like this.",
                                hint=CLAMP_HINT) from None
             raise
-        got = _as_float(out.detach() if isinstance(out, torch.Tensor) else out, what)
+        got = as_float(out.detach() if isinstance(out, torch.Tensor) else out, what)
         if math.isnan(got):
             raise Mismatch(f"{what} returned NaN.\n   inputs: {inputs}", hint=CLAMP_HINT if singular else None)
-        expected = frechet_reference(mu1, S1, mu2, S2)
-        v = lambda **kw: _fd_variant(mu1, S1, mu2, S2, **kw)  # noqa: E731
-        expect_close(got, expected, what=what, inputs=inputs, rtol=1e-6, atol=1e-8, mistakes={
-            "forget the factor 2 on the trace term": v(two=False),
-            "replace tr((Σ1^½ Σ2 Σ1^½)^½) by sqrt(tr(Σ1 Σ2)) (the square root of a trace is not the trace of a "
-            "square root)": v(tr_kind="sqrt_of_trace"),
-            "forget the matrix square root in the cross term (tr(Σ1 Σ2) instead of tr((Σ1 Σ2)^½))":
-                v(tr_kind="no_sqrt"),
-            "take the square root of each entry of Σ1 Σ2 instead of a matrix square root": v(tr_kind="entrywise"),
-            "return the distance d instead of its square d² (FID is the squared distance)": v(root=True),
-            "leave out the means' term ‖μ1 − μ2‖²": v(with_mean=False),
-            "use ‖μ1 − μ2‖ instead of its square": v(mean_sq=False),
-        })
+        expect_close(got, frechet_reference(mu1, S1, mu2, S2), what=what, inputs=inputs, rtol=1e-6, atol=1e-8,
+                     mistakes=_fd_mistakes(mu1, S1, mu2, S2))
     return ("matches the closed form in 2D to 6D — diagonal, identical (0) and rank-deficient covariances with "
             "round-off included.")
 
 
 # ----------------------------------------------------------------------------------------- (c) precision / recall
-def _pr_variant(real: torch.Tensor, fake: torch.Tensor, k: int, *, self_k: bool = False,
-                own_radii: bool = False) -> tuple[float, float]:
-    """Precision and recall, with known mistakes: ``self_k`` counts a point as its own neighbour; ``own_radii``
-    asks whether a point lies within *its own* k-NN radius of some point of the other set."""
+def _pr_mistakes(real: torch.Tensor, fake: torch.Tensor, k: int,
+                 ref: tuple[float, float]) -> list[tuple[str, tuple[float, float]]]:
+    """The known mistakes in precision and recall, each with the (precision, recall) it gives: precision is the
+    fraction of fake points inside some real point's ball (radius: distance to its k-th nearest real neighbour),
+    recall the other way round."""
     r, f = real.double(), fake.double()
-    kk = k if self_k else k + 1
-    r_rad = torch.cdist(r, r).kthvalue(kk, dim=1).values
-    f_rad = torch.cdist(f, f).kthvalue(kk, dim=1).values
     d = torch.cdist(f, r)
-    if own_radii:
-        return float((d <= f_rad[:, None]).any(1).double().mean()), float((d.T <= r_rad[:, None]).any(1).double().mean())
-    return float((d <= r_rad[None, :]).any(1).double().mean()), float((d.T <= f_rad[None, :]).any(1).double().mean())
+
+    def radii(x: torch.Tensor, kk: int) -> torch.Tensor:  # each point's distance to its kk-th nearest in its own set
+        return torch.cdist(x, x).kthvalue(kk, dim=1).values
+
+    def inside(dist: torch.Tensor, rad: torch.Tensor) -> float:
+        return float((dist <= rad).any(1).double().mean())
+
+    r_self, f_self = radii(r, k), radii(f, k)
+    r_rad, f_rad = radii(r, k + 1), radii(f, k + 1)
+    return [
+        ("return (recall, precision): the order is (precision, recall)", (ref[1], ref[0])),
+        ("count each point as its own nearest neighbour (kthvalue(k) on the distances to its own set, whose "
+         "smallest is the 0 to itself: use k + 1)", (inside(d, r_self[None, :]), inside(d.T, f_self[None, :]))),
+        ("measure each point's distance to the other set against *its own* k-NN radius: the balls sit around "
+         "the real points with the real points' radii for precision (and around the fake points, with theirs, "
+         "for recall)", (inside(d, f_rad[:, None]), inside(d.T, r_rad[:, None]))),
+    ]
 
 
 def _pr_cases(ctx: CheckContext) -> list[tuple[str, torch.Tensor, torch.Tensor, int]]:
     gm = toy2d.mixture("8gaussians")
     g = torch.Generator().manual_seed(ctx.seed)
-    n_r, n_f = _randint(ctx, 200, 320), _randint(ctx, 150, 260)
+    n_r, n_f = randint(ctx, 200, 320), randint(ctx, 150, 260)
     real = gm.sample(n_r, g).double()
     dropped = GaussianMixture(gm.means[:4], gm.std)
     wide = GaussianMixture(gm.means, gm.std * 3.0)
     return [
         ("fake = a fresh sample of the same 8 Gaussians", real, gm.sample(n_f, g).double(), 3),
-        ("fake drops 4 of the 8 modes", real, dropped.sample(n_f, g).double(), _randint(ctx, 2, 5)),
-        ("fake is 3× too wide", real, wide.sample(n_f, g).double(), _randint(ctx, 2, 5)),
+        ("fake drops 4 of the 8 modes", real, dropped.sample(n_f, g).double(), randint(ctx, 2, 5)),
+        ("fake is 3× too wide", real, wide.sample(n_f, g).double(), randint(ctx, 2, 5)),
         ("points in 5D", torch.randn(n_r, 5, generator=g, dtype=torch.float64),
          1.3 * torch.randn(n_f, 5, generator=g, dtype=torch.float64) + 0.5, 4),
     ]
@@ -210,7 +208,7 @@ def _pair_of_fractions(value: Any, what: str) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise Mismatch(f"{what} returned {type(value).__name__} ({value!r:.60}); expected a pair (precision, recall).",
                        hint="End with `return precision, recall` (two numbers between 0 and 1).")
-    p, r = (_as_float(v.detach() if isinstance(v, torch.Tensor) else v, what) for v in value)
+    p, r = (as_float(v.detach() if isinstance(v, torch.Tensor) else v, what) for v in value)
     for name, v in (("precision", p), ("recall", r)):
         if not (0.0 <= v <= 1.0):
             raise Mismatch(f"{what} returned a {name} of {v:.4g}, not a fraction between 0 and 1.",
@@ -235,16 +233,8 @@ def check_precision_recall(fn: Fn, ctx: CheckContext) -> str:
             continue
         message = (f"values differ: yours (precision {got[0]:.4f}, recall {got[1]:.4f}), expected "
                    f"(precision {ref[0]:.4f}, recall {ref[1]:.4f}).\n   inputs: {inputs}")
-        same = lambda a: max(abs(got[0] - a[0]), abs(got[1] - a[1])) <= 1e-6  # noqa: E731
-        for description, alt in [
-            ("return (recall, precision): the order is (precision, recall)", (ref[1], ref[0])),
-            ("count each point as its own nearest neighbour (kthvalue(k) on the distances to its own set, whose "
-             "smallest is the 0 to itself: use k + 1)", _pr_variant(real, fake, k, self_k=True)),
-            ("measure each point's distance to the other set against *its own* k-NN radius: the balls sit around "
-             "the real points with the real points' radii for precision (and around the fake points, with theirs, "
-             "for recall)", _pr_variant(real, fake, k, own_radii=True)),
-        ]:
-            if same(alt):
+        for description, alt in _pr_mistakes(real, fake, k, ref):
+            if max(abs(got[0] - alt[0]), abs(got[1] - alt[1])) <= 1e-6:
                 message += f"\n   Your numbers are exactly what you get if you {description}."
                 break
         raise Mismatch(message)
@@ -253,25 +243,33 @@ def check_precision_recall(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (d) MMD
-def _mmd_variant(x: torch.Tensor, y: torch.Tensor, h: float, *, biased: bool = False, no_half: bool = False,
-                 unsquared_dist: bool = False, cross_once: bool = False, n_sq: bool = False,
-                 root: bool = False) -> float:
+def _mmd_mistakes(x: torch.Tensor, y: torch.Tensor, h: float) -> dict[str, float]:
+    """The known mistakes in the unbiased MMD² with the kernel k(a, b) = exp(−‖a − b‖²/(2h²)),
+    each with the value it gives."""
     x, y = x.double(), y.double()
-    if unsquared_dist:
-        k = lambda a, b: torch.exp(-torch.cdist(a, b) / (2 * h ** 2))  # noqa: E731
-    elif no_half:
-        k = lambda a, b: torch.exp(-torch.cdist(a, b) ** 2 / h ** 2)  # noqa: E731
-    else:
-        k = lambda a, b: torch.exp(-torch.cdist(a, b) ** 2 / (2 * h ** 2))  # noqa: E731
     n, m = len(x), len(y)
-    if biased:
-        kxx, kyy = k(x, x).mean(), k(y, y).mean()
-    elif n_sq:
-        kxx, kyy = (k(x, x).sum() - n) / n ** 2, (k(y, y).sum() - m) / m ** 2
-    else:
-        kxx, kyy = (k(x, x).sum() - n) / (n * (n - 1)), (k(y, y).sum() - m) / (m * (m - 1))
-    val = float(kxx + kyy - (1 if cross_once else 2) * k(x, y).mean())
-    return math.sqrt(max(val, 0.0)) if root else val
+
+    def rbf(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-torch.cdist(a, b) ** 2 / (2 * h ** 2))
+
+    def unbiased(kernel: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = rbf, cross: float = 2) -> float:
+        kxx, kyy = (kernel(x, x).sum() - n) / (n * (n - 1)), (kernel(y, y).sum() - m) / (m * (m - 1))
+        return float(kxx + kyy - cross * kernel(x, y).mean())
+
+    kxx, kyy, kxy = rbf(x, x), rbf(y, y), rbf(x, y)
+    return {
+        "keep the diagonal terms k(x_i, x_i) = 1 in E k(x, x') (that is the biased estimate, always > 0)":
+            float(kxx.mean() + kyy.mean() - 2 * kxy.mean()),
+        "divide by n² instead of n(n − 1) after leaving out the diagonal":
+            float((kxx.sum() - n) / n ** 2 + (kyy.sum() - m) / m ** 2 - 2 * kxy.mean()),
+        "use exp(−‖a − b‖²/h²) (the kernel has 2h² in the denominator)":
+            unbiased(lambda a, b: torch.exp(-torch.cdist(a, b) ** 2 / h ** 2)),
+        "use the distance instead of its square in the kernel":
+            unbiased(lambda a, b: torch.exp(-torch.cdist(a, b) / (2 * h ** 2))),
+        "forget the factor 2 on the cross term E k(x, y)": unbiased(cross=1),
+        "return MMD instead of MMD² (the estimate is of the square, and may be negative)":
+            math.sqrt(max(unbiased(), 0.0)),
+    }
 
 
 @register_check("mmd_rbf", chapter=CHAPTER,
@@ -281,30 +279,22 @@ def _mmd_variant(x: torch.Tensor, y: torch.Tensor, h: float, *, biased: bool = F
 def check_mmd_rbf(fn: Fn, ctx: CheckContext) -> str:
     gm = toy2d.mixture("8gaussians")
     g = torch.Generator().manual_seed(ctx.seed)
-    n, m = _randint(ctx, 80, 160), _randint(ctx, 60, 140)
+    n, m = randint(ctx, 80, 160), randint(ctx, 60, 140)
     cases = [
         ("two samples of the 8 Gaussians (MMD² ≈ 0, maybe below)", gm.sample(n, g).double(), gm.sample(m, g).double(),
-         _uniform(ctx, 0.5, 2.0)),
+         uniform(ctx, 0.5, 2.0)),
         ("the 8 Gaussians vs a standard normal", gm.sample(n, g).double(), torch.randn(m, 2, generator=g,
                                                                                     dtype=torch.float64), 1.0),
         ("points in 4D, shifted", torch.randn(n, 4, generator=g, dtype=torch.float64),
-         torch.randn(m, 4, generator=g, dtype=torch.float64) + 0.7, _uniform(ctx, 1.0, 3.0)),
+         torch.randn(m, 4, generator=g, dtype=torch.float64) + 0.7, uniform(ctx, 1.0, 3.0)),
     ]
     for kind, x, y, h in cases:
         what = f"mmd_rbf(x, y, bandwidth={h:.4g})"
         inputs = f"{kind}: x {describe(x)}, y {describe(y)}"
         out = ctx.call(fn, x.clone(), y.clone(), h, what=what)
-        got = _as_float(out.detach() if isinstance(out, torch.Tensor) else out, what)
-        v = lambda **kw: _mmd_variant(x, y, h, **kw)  # noqa: E731
-        expect_close(got, mmd_reference(x, y, h), what=what, inputs=inputs, rtol=1e-6, atol=1e-9, mistakes={
-            "keep the diagonal terms k(x_i, x_i) = 1 in E k(x, x') (that is the biased estimate, always > 0)":
-                v(biased=True),
-            "divide by n² instead of n(n − 1) after leaving out the diagonal": v(n_sq=True),
-            "use exp(−‖a − b‖²/h²) (the kernel has 2h² in the denominator)": v(no_half=True),
-            "use the distance instead of its square in the kernel": v(unsquared_dist=True),
-            "forget the factor 2 on the cross term E k(x, y)": v(cross_once=True),
-            "return MMD instead of MMD² (the estimate is of the square, and may be negative)": v(root=True),
-        })
+        got = as_float(out.detach() if isinstance(out, torch.Tensor) else out, what)
+        expect_close(got, mmd_reference(x, y, h), what=what, inputs=inputs, rtol=1e-6, atol=1e-9,
+                     mistakes=_mmd_mistakes(x, y, h))
     return "the unbiased MMD² matches for samples of different sizes, equal and different distributions, 2D and 4D."
 
 
@@ -320,15 +310,61 @@ def fd_floor_reference(sample_fn: Callable[[int, torch.Generator], torch.Tensor]
     return sum(vals) / len(vals)
 
 
-def _floor_draws(sample_fn, n: int, repeats: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _floor_draws(sample_fn: Callable[[int, torch.Generator], torch.Tensor], n: int, repeats: int,
+                 seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The reference's ``repeats`` pairs of samples, drawn a, b, a, b, … from a generator seeded with ``seed``."""
     g = torch.Generator().manual_seed(seed)
     return [(sample_fn(n, g).double(), sample_fn(n, g).double()) for _ in range(repeats)]
 
 
-def _stats(x: torch.Tensor, *, biased: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _fitted(x: torch.Tensor, ddof: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of the points ``x`` (divided by n − ddof: unbiased by default)."""
     mu = x.mean(0)
     c = x - mu
-    return mu, c.T @ c / (len(x) - (0 if biased else 1))
+    return mu, c.T @ c / (len(x) - ddof)
+
+
+def _fd(a: torch.Tensor, b: torch.Tensor, ddof: int = 1) -> float:
+    """The Fréchet distance between Gaussians fitted to two samples."""
+    return frechet_reference(*_fitted(a, ddof), *_fitted(b, ddof))
+
+
+def _mean_over(f: Callable[[torch.Tensor, torch.Tensor], float],
+               draws: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """The mean of ``f(a, b)`` over the pairs of samples ``draws``."""
+    return sum(f(a, b) for a, b in draws) / len(draws)
+
+
+def _floor_mistakes(sample_fn: Callable[[int, torch.Generator], torch.Tensor], n: int, repeats: int, seed: int,
+                    draws: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[str, float]]:
+    """The known mistakes in the real-vs-real floor, each with the value it gives."""
+    g = torch.Generator().manual_seed(seed)
+    firsts = [sample_fn(n, g).double() for _ in range(repeats)]
+    other_order = list(zip(firsts, [sample_fn(n, g).double() for _ in range(repeats)]))
+    return [
+        ("compare each sample with itself (a vs a gives 0): the floor needs two *independent* samples", 0.0),
+        ("return the distance instead of its square (the square root of the Fréchet distance)",
+         _mean_over(lambda a, b: math.sqrt(_fd(a, b)), draws)),
+        ("sum over the rounds instead of averaging", _mean_over(_fd, draws) * repeats),
+        ("use the biased covariance (divide by n; torch.cov and the reference divide by n − 1)",
+         _mean_over(lambda a, b: _fd(a, b, ddof=0), draws)),
+        ("draw all the first samples, then all the second ones: a fair estimate of the same floor, but the "
+         "check repeats the draws exactly — in each round draw a, then b", _mean_over(_fd, other_order)),
+    ]
+
+
+def _floor_mismatch(got: float, sample_fn: Callable[[int, torch.Generator], torch.Tensor], n: int, repeats: int,
+                    seed: int, draws: list[tuple[torch.Tensor, torch.Tensor]], message: str) -> Mismatch:
+    """The `Mismatch` for a wrong floor ``got``, naming the mistake it matches, if any."""
+    for description, alt in _floor_mistakes(sample_fn, n, repeats, seed, draws):
+        if math.isclose(got, alt, rel_tol=1e-5, abs_tol=1e-9):
+            return Mismatch(message + f"\n   That is exactly what you get if you {description}.")
+    truth = feature_stats(sample_fn(20000, torch.Generator().manual_seed(seed + 1)))
+    versus_truth = _mean_over(lambda a, b: frechet_reference(*feature_stats(a), *truth), draws)
+    if abs(got - versus_truth) < 0.25 * versus_truth:
+        message += ("\n   That is about the distance between one sample and the *true* distribution (half "
+                    "the floor): the floor compares two independent samples of the same size n.")
+    return Mismatch(message)
 
 
 @register_check("fd_floor", chapter=CHAPTER, timeout=30.0,
@@ -348,44 +384,19 @@ def check_fd_floor(fn: Fn, ctx: CheckContext) -> str:
 
     found = []
     for name, sample_fn, d in (("the 8 Gaussians", mixture_fn, 2), ("a correlated Gaussian in 3D", gauss3_fn, 3)):
-        n, repeats = _randint(ctx, 100, 300), _randint(ctx, 6, 10)
-        seed = _randint(ctx, 0, 10_000)
+        n, repeats = randint(ctx, 100, 300), randint(ctx, 6, 10)
+        seed = randint(ctx, 0, 10_000)
         what = f"fd_floor(sample_fn, n={n}, repeats={repeats}, generator)"
         inputs = f"sample_fn draws (n, {d}) points of {name}"
-        got = _as_float(ctx.call(fn, sample_fn, n, repeats, torch.Generator().manual_seed(seed), what=what), what)
-        again = _as_float(ctx.call(fn, sample_fn, n, repeats, torch.Generator().manual_seed(seed), what=what), what)
+        got = as_float(ctx.call(fn, sample_fn, n, repeats, torch.Generator().manual_seed(seed), what=what), what)
+        again = as_float(ctx.call(fn, sample_fn, n, repeats, torch.Generator().manual_seed(seed), what=what), what)
         if got != again:
             raise Mismatch(f"not repeatable: two calls with generators seeded alike gave {got:.6g} and {again:.6g}.",
                            hint="Draw every sample with sample_fn(n, generator): the generator you were given.")
         draws = _floor_draws(sample_fn, n, repeats, seed)
-        fd = lambda a, b, **kw: frechet_reference(*_stats(a, **kw), *_stats(b, **kw))  # noqa: E731
-        mean = lambda f, ds=draws: sum(f(a, b) for a, b in ds) / len(ds)  # noqa: E731
-        ref = mean(fd)
-        if math.isclose(got, ref, rel_tol=1e-5, abs_tol=1e-9):
-            found.append(f"{name}, n = {n}: {ref:.4f}")
-            continue
-        message = f"value differs: {what} gave {got:.5g}, expected {ref:.5g}.\n   inputs: {inputs}"
-        g = torch.Generator().manual_seed(seed)
-        firsts = [sample_fn(n, g).double() for _ in range(repeats)]
-        other_order = list(zip(firsts, [sample_fn(n, g).double() for _ in range(repeats)]))
-        truth = feature_stats(sample_fn(20000, torch.Generator().manual_seed(seed + 1)))
-        for description, alt in [
-            ("compare each sample with itself (a vs a gives 0): the floor needs two *independent* samples", 0.0),
-            ("return the distance instead of its square (the square root of the Fréchet distance)",
-             mean(lambda a, b: math.sqrt(fd(a, b)))),
-            ("sum over the rounds instead of averaging", mean(fd) * repeats),
-            ("use the biased covariance (divide by n; torch.cov and the reference divide by n − 1)",
-             mean(lambda a, b: fd(a, b, biased=True))),
-            ("draw all the first samples, then all the second ones: a fair estimate of the same floor, but the "
-             "check repeats the draws exactly — in each round draw a, then b", mean(fd, other_order)),
-        ]:
-            if math.isclose(got, alt, rel_tol=1e-5, abs_tol=1e-9):
-                message += f"\n   That is exactly what you get if you {description}."
-                break
-        else:
-            versus_truth = mean(lambda a, b: frechet_reference(*feature_stats(a), *truth))
-            if abs(got - versus_truth) < 0.25 * versus_truth:
-                message += ("\n   That is about the distance between one sample and the *true* distribution (half "
-                            "the floor): the floor compares two independent samples of the same size n.")
-        raise Mismatch(message)
+        ref = _mean_over(_fd, draws)
+        if not math.isclose(got, ref, rel_tol=1e-5, abs_tol=1e-9):
+            raise _floor_mismatch(got, sample_fn, n, repeats, seed, draws,
+                                  f"value differs: {what} gave {got:.5g}, expected {ref:.5g}.\n   inputs: {inputs}")
+        found.append(f"{name}, n = {n}: {ref:.4f}")
     return "the real-vs-real floor matches (" + "; ".join(found) + ")."

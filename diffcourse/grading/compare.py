@@ -4,6 +4,9 @@ Each function raises `Mismatch` with a message that says *what* differed — the
 type, the shape, NaN/inf, the values (where, by how much), the dtype, a
 statistic — and, when the wrong output equals a known mistake (a forgotten
 square root, a swapped argument …), names the mistake.
+
+This module builds on `diffcourse.grading.core` (for `Mismatch`) and on nothing else
+in the package; the shared fixtures and the chapter checks build on it.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import torch
 
 from .core import Mismatch
 
-__all__ = ["expect_like", "expect_tensor", "expect_close", "expect_statistic", "describe"]
+__all__ = ["expect_like", "expect_tensor", "expect_close", "expect_statistic", "describe", "as_float"]
 
 
 def describe(x: Any) -> str:
@@ -109,7 +112,12 @@ def expect_tensor(out: Any, expected: torch.Tensor, *, what: str, inputs: str = 
     return out
 
 
-def _as_float(value: Any, what: str) -> float:
+def as_float(value: Any, what: str) -> float:
+    """The single number a learner's function returned (a Python number or a one-element tensor), as a float.
+
+    Raises `Mismatch` for anything else (None, a bool, a string, a tensor of several elements),
+    saying what ``what`` returned instead.
+    """
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise Mismatch(f"{what} returned a tensor of shape {tuple(value.shape)}; expected a single number.")
@@ -124,7 +132,7 @@ def _as_float(value: Any, what: str) -> float:
 def expect_close(value: Any, expected: float, *, what: str, inputs: str = "", rtol: float = 1e-6,
                  atol: float = 0.0, mistakes: Mapping[str, float] | None = None) -> float:
     """Require a single number close to ``expected`` (a Python number or a one-element tensor)."""
-    got = _as_float(value, what)
+    got = as_float(value, what)
     context = f"\n   inputs: {inputs}" if inputs else ""
     if not math.isfinite(got):
         raise Mismatch(f"{what} returned {got}.{context}")

@@ -7,6 +7,13 @@ raises `Mismatch` saying what differed. Chapters register their checks with
 `register_check` in their own module (``diffcourse/grading/ch01.py`` …); the
 modules are found and imported the first time a check is asked for.
 
+Imports inside ``diffcourse.grading`` go one way only: ``core`` (this module: the
+registry and the runner, importing no sibling) ← ``compare`` (the comparisons) ←
+``fixtures`` (random inputs, stand-in networks, exact models shared by the chapters)
+← ``ch01`` … ``ch07`` (the checks; no chapter imports another). Finding the chapter
+modules by name at run time (`_load_chapter_modules`) is the one way down, and it is
+not an import of any of their names.
+
 `check` is what a notebook calls. It runs the checker in a worker thread with a
 time limit, turns *anything* that goes wrong (a stub raising
 ``NotImplementedError``, an exception, a wrong shape, NaN, an endless loop) into
@@ -30,7 +37,7 @@ import threading
 import time
 import traceback
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
@@ -122,10 +129,11 @@ _CHAPTER_MODULE = re.compile(r"^ch(\d\d)$")
 def register_check(name: str, *, chapter: int, hint: str, timeout: float = DEFAULT_TIMEOUT):
     """Decorator that registers ``checker`` as the check called ``name``.
 
+    >>> from diffcourse.grading.compare import expect_tensor                # doctest: +SKIP
     >>> @register_check("double", chapter=0, hint="return 2 * x")   # doctest: +SKIP
     ... def _check_double(fn, ctx):
     ...     x = torch.randn(3, generator=ctx.gen)
-    ...     ctx.expect_tensor(ctx.call(fn, x), 2 * x, what="double(x)")
+    ...     expect_tensor(ctx.call(fn, x), 2 * x, what="double(x)")
 
     Names are global across chapters; registering one twice is a programming error.
     """
@@ -169,8 +177,12 @@ def checks_for_chapter(chapter: int) -> list[str]:
 
 # --------------------------------------------------------------------------- the context a checker gets
 class CheckContext:
-    """Helpers for a checker: a seeded generator, a guarded call of the learner's function,
-    and the comparisons of `diffcourse.grading.compare` bound to this run."""
+    """What a checker gets: the exercise's ``name``, the ``seed`` and a generator ``gen`` seeded with it
+    (draw every random input from it), and `call`, the guarded call of the learner's function.
+
+    The comparisons live in `diffcourse.grading.compare` (``expect_tensor``, ``expect_close`` …),
+    which builds on this module; a checker imports them from there.
+    """
 
     def __init__(self, name: str, seed: int) -> None:
         self.name = name
@@ -197,15 +209,6 @@ class CheckContext:
                 f"your function raised {type(exc).__name__} when called as {call}:\n"
                 f"   {type(exc).__name__}: {exc}" + (f"\n   at {where}" if where else "")
             ) from None
-
-    # comparisons (thin wrappers so checkers read `ctx.expect_tensor(...)`)
-    def expect_tensor(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        from .compare import expect_tensor
-        return expect_tensor(*args, **kwargs)
-
-    def expect_close(self, *args: Any, **kwargs: Any) -> None:
-        from .compare import expect_close
-        return expect_close(*args, **kwargs)
 
 
 def _fn_name(fn: Any) -> str:
@@ -304,31 +307,30 @@ def check(name: str, fn: Callable[..., Any], *, seed: int | None = None, timeout
         status, value = _run_with_timeout(lambda: spec.checker(fn, ctx), limit)
     except KeyboardInterrupt:
         status, value = "interrupted", None
+    passed, message = _verdict(spec, status, value, seed, limit)
+    result = CheckResult(name, passed, message, spec.chapter, round(time.perf_counter() - start, 3))
+    return _finish(result, quiet)
 
+
+def _verdict(spec: Check, status: str, value: Any, seed: int, limit: float) -> tuple[bool, str]:
+    """``(passed, message)`` for what `_run_with_timeout` reported about a run of ``spec``'s checker."""
     if status == "ok":
-        message = "passed" + (f": {value}" if value else ".")
-        passed = True
-    elif status == "timeout":
-        passed = False
-        message = (f"no answer within {limit:g} s — is there an endless loop (a `while` whose condition "
-                   f"never turns false), or far more work than the exercise needs?")
-    elif status == "interrupted":
-        passed = False
-        message = "interrupted before it finished."
-    elif isinstance(value, Mismatch):
-        passed = False
+        return True, "passed" + (f": {value}" if value else ".")
+    if status == "timeout":
+        return False, (f"no answer within {limit:g} s — is there an endless loop (a `while` whose condition "
+                       f"never turns false), or far more work than the exercise needs?")
+    if status == "interrupted":
+        return False, "interrupted before it finished."
+    if isinstance(value, Mismatch):
         hint = value.hint if value.hint is not None else spec.hint
         message = value.message
         if value.show_seed:
-            message += f"\n(random inputs from seed {seed}: `check({name!r}, ..., seed={seed})` repeats them)"
+            message += f"\n(random inputs from seed {seed}: `check({spec.name!r}, ..., seed={seed})` repeats them)"
         if hint:
             message += f"\nHint: {hint}"
-    else:
-        passed = False
-        message = (f"the check itself failed ({type(value).__name__}: {value}). This is a bug in diffcourse, "
+        return False, message
+    return False, (f"the check itself failed ({type(value).__name__}: {value}). This is a bug in diffcourse, "
                    f"not in your code — please report it with the seed {seed}.")
-    result = CheckResult(name, passed, message, spec.chapter, round(time.perf_counter() - start, 3))
-    return _finish(result, quiet)
 
 
 def _finish(result: CheckResult, quiet: bool, record: bool = True) -> CheckResult:
