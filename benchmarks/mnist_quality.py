@@ -26,7 +26,8 @@ import time
 
 import torch
 
-from diffcourse.commands.sample import generate, load_model
+from diffcourse.pretrained import load_model
+from diffcourse.sampling import generate
 from diffcourse.data.mnist import load_mnist
 from diffcourse.device import get_device
 from diffcourse.metrics import classifier_features, feature_stats, frechet_distance

@@ -8,7 +8,7 @@ A row is ``SAMPLER[:STEPS[:ETA_OR_W]]``:
 * ``sde:S``, ``pc:S``, ``ode:S`` — chapter 4's reverse SDE, predictor–corrector, probability-flow ODE (Heun);
 * ``cfg:S:W`` — ``mnist-cfg`` with classifier-free guidance weight W, DDIM with S steps, balanced labels.
 
-Every row draws N samples with the same seed (`diffcourse.commands.sample.generate`, the code behind
+Every row draws N samples with the same seed (`diffcourse.sampling.generate`, the code behind
 ``python -m diffcourse sample``) and scores them with `diffcourse.commands.evaluate.evaluate_images`
 (FID against N test digits in the ``mnist-classifier`` feature space, the real-vs-real floor at N,
 IS analogue, precision/recall, accuracy for conditional rows). ``--fid-vs-n`` adds FID of one model at
@@ -27,7 +27,7 @@ import torch
 
 from diffcourse import get_device, load_pretrained
 from diffcourse.commands.evaluate import evaluate_images
-from diffcourse.commands.sample import generate, parse_labels
+from diffcourse.sampling import generate, parse_labels
 from diffcourse.data.mnist import load_mnist
 from diffcourse.metrics import classifier_features, feature_stats, frechet_distance
 from diffcourse.pretrained import pretrained_schedule

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CHECKPOINT_DIR", "PretrainedError", "ChecksumError", "available", "manifest", "checkpoint_info",
+__all__ = ["CHECKPOINT_DIR", "PretrainedError", "ChecksumError", "available", "manifest", "checkpoint_info", "load_model",
            "sha256", "load_pretrained", "load_export", "load_or_train", "pretrained_schedule"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -119,6 +119,23 @@ def _network(state: dict[str, Any], info: dict[str, Any], device: torch.device |
     model.pretrained_info = info
     model.requires_grad_(False)
     return model.to(device).eval()
+
+
+def load_model(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """A shipped checkpoint by name (hash-verified), or an exported ``.pt`` file by path; returns
+    ``(model, metadata)``, the metadata holding at least ``schedule`` (``{"name", "T"}``)."""
+    path = Path(name)
+    if path.suffix == ".pt" and path.is_file():
+        state = load_export(path)
+        meta = {k: v for k, v in state.items() if k != "state_dict"}
+        settings = state.get("settings", {})
+        meta.setdefault("schedule", {"name": settings.get("schedule", "linear"), "T": settings.get("T", 1000)})
+        return _network(state, meta, device), meta
+    if name not in available():
+        raise ValueError(f"--model {name!r} is neither a shipped checkpoint ({', '.join(available())}) "
+                         "nor an existing exported .pt file.")
+    model = load_pretrained(name, device)
+    return model, dict(model.pretrained_info)
 
 
 def pretrained_schedule(name: str, checkpoint_dir: str | os.PathLike | None = None):

@@ -151,6 +151,13 @@ class NoiseSchedule:
             return out
         return out.reshape(-1, *([1] * (x.ndim - 1)))
 
+    def alpha_bar_at(self, t: int, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\bar\alpha_t` for ``t = -1 … T-1`` in ``x``'s dtype and device, where ``t = -1`` is the data
+        itself, :math:`\bar\alpha_{-1} = 1`: the point every sampler's grid ends at."""
+        if int(t) == -1:
+            return torch.ones((), dtype=x.dtype, device=x.device)
+        return self.extract(self.alpha_bars, t, x)
+
     # ------------------------------------------------------- forward process
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
         r"""Sample :math:`x_t \sim q(x_t\mid x_0)` by reparameterisation:

@@ -2,7 +2,7 @@
 
     python scripts/readme_samples.py [--out docs/images/samples.png]
 
-Top: 48 digits from ``mnist-ddpm`` (DDIM-50, eta = 0, seed 0). Bottom: ``mnist-cfg`` with classifier-free
+Left: 48 digits from ``mnist-ddpm`` (DDIM-50, eta = 0, seed 0). Right: ``mnist-cfg`` with classifier-free
 guidance w = 2 (DDIM-50), one row per class 0-9. The same calls as ``python -m diffcourse sample``.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from diffcourse import get_device, load_pretrained  # noqa: E402
-from diffcourse.commands.sample import generate  # noqa: E402
+from diffcourse.sampling import generate  # noqa: E402
 from diffcourse.plotting import show_images  # noqa: E402
 from diffcourse.pretrained import pretrained_schedule  # noqa: E402
 

@@ -33,6 +33,21 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def tiny_export(tmp_path):
+    """A tiny class-conditional U-Net exported like a recipe's ``NAME.pt`` (for the CLI tests)."""
+    import torch
+
+    from diffcourse.models import UNet
+
+    torch.manual_seed(0)
+    m = UNet(ch=8, ch_mult=(1, 2), num_classes=10)
+    path = tmp_path / "tiny-cfg.pt"
+    torch.save({"state_dict": m.state_dict(), "config": m.config, "model": "UNet", "recipe": "test",
+                "settings": {"schedule": "linear", "T": 1000}}, path)
+    return path
+
+
+@pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
 

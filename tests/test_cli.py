@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffcourse.__main__ import build_parser, main
-from diffcourse.commands.sample import parse_labels
+from diffcourse.sampling import parse_labels
 from diffcourse.models import UNet
 from diffcourse.recipes import mnist as recipes
 
@@ -23,16 +23,6 @@ def test_parse_labels():
     assert parse_labels("1,7", 3).tolist() == [1, 7, 1]
     with pytest.raises(ValueError, match="labels"):
         parse_labels("12", 3)
-
-
-@pytest.fixture
-def tiny_export(tmp_path):
-    torch.manual_seed(0)
-    m = UNet(ch=8, ch_mult=(1, 2), num_classes=10)
-    path = tmp_path / "tiny-cfg.pt"
-    torch.save({"state_dict": m.state_dict(), "config": m.config, "model": "UNet", "recipe": "test",
-                "settings": {"schedule": "linear", "T": 1000}}, path)
-    return path
 
 
 def test_sample_end_to_end(tiny_export, tmp_path, capsys):

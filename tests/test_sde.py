@@ -7,7 +7,7 @@ from diffcourse.data import toy2d
 from diffcourse.metrics import sliced_wasserstein
 from diffcourse.samplers.sde import (VESDE, VPSDE, bits_per_dim, euler_maruyama, ode_likelihood,
                                      predictor_corrector_sample, probability_flow_ode_sample,
-                                     reverse_sde_sample, score_from_eps_fn)
+                                     pf_ode_step, reverse_sde_sample, sample_loop, score_from_eps_fn, time_grid)
 from diffcourse.schedules import make_schedule
 
 GM = toy2d.mixture("8gaussians")
@@ -119,19 +119,29 @@ def test_ode_likelihood_on_mixture_matches_true_density():
     assert (ll - ref).abs().mean() < 0.05
 
 
+def eps_from_score(score, sde):
+    """The ε-function whose score (through `score_from_eps_fn`) is exactly ``score``: ε = −σ(t)·s(x, t), t = (i+1)/T."""
+    def eps(x, idx):
+        t = (torch.as_tensor(idx, dtype=torch.float64) + 1) / sde.N
+        return -sde.marginal_std(t).to(x.dtype).reshape(-1, *([1] * (x.ndim - 1))) * score(x, t)
+    return eps
+
+
 def test_samplers_shapes_determinism_and_quality_with_exact_score():
-    sde = VPSDE(make_schedule("linear", T=1000))
-    score = exact_vp_score(sde)
+    schedule = make_schedule("linear", T=1000)
+    sde = VPSDE(schedule)
+    eps = eps_from_score(exact_vp_score(sde), sde)
     data = GM.sample(1000, torch.Generator().manual_seed(5))
     floor = sliced_wasserstein(GM.sample(1000, torch.Generator().manual_seed(6)), data)
     g = lambda: torch.Generator().manual_seed(7)
-    x_ode = probability_flow_ode_sample(score, sde, (1000, 2), steps=50, generator=g())
-    x_ode2 = probability_flow_ode_sample(score, sde, (1000, 2), steps=50, generator=g())
+    x_ode = probability_flow_ode_sample(eps, schedule, (1000, 2), steps=50, generator=g())
+    x_ode2 = probability_flow_ode_sample(eps, schedule, (1000, 2), steps=50, generator=g())
     assert x_ode.shape == (1000, 2) and torch.equal(x_ode, x_ode2), "the ODE sampler is deterministic given x_1"
-    x_em = reverse_sde_sample(score, sde, (1000, 2), steps=200, generator=g())
-    x_pc, traj = predictor_corrector_sample(score, sde, (1000, 2), steps=100, generator=g(), return_trajectory=True)
+    x_em = reverse_sde_sample(eps, schedule, (1000, 2), steps=200, generator=g())
+    x_pc, traj = predictor_corrector_sample(eps, schedule, (1000, 2), steps=100, generator=g(), return_trajectory=True)
     assert traj.shape == (101, 1000, 2)
-    assert not torch.equal(x_em, reverse_sde_sample(score, sde, (1000, 2), steps=200, generator=torch.Generator().manual_seed(8)))
+    assert not torch.equal(x_em, reverse_sde_sample(eps, schedule, (1000, 2), steps=200,
+                                                    generator=torch.Generator().manual_seed(8)))
     for x in (x_ode, x_em, x_pc):
         assert sliced_wasserstein(x, data) < 2 * floor + 0.05
 
@@ -143,7 +153,8 @@ def test_ve_sde_sampling_with_exact_score():
         sig = float(sde.sigma(t[:1]))
         return toy2d.GaussianMixture(GM.means, math.sqrt(GM.std**2 + sig**2)).score(x).to(x.dtype)
 
-    x = probability_flow_ode_sample(score, sde, (800, 2), steps=100, method="rk4", generator=torch.Generator().manual_seed(0))
+    x_1 = sde.prior_sample((800, 2), torch.Generator().manual_seed(0))
+    x = sample_loop(pf_ode_step(score, sde, "rk4"), time_grid(100, 1e-3), x_1)
     data = GM.sample(800, torch.Generator().manual_seed(1))
     floor = sliced_wasserstein(GM.sample(800, torch.Generator().manual_seed(2)), data)
     assert sliced_wasserstein(x, data) < 2 * floor + 0.05
@@ -158,4 +169,4 @@ def test_bits_per_dim_of_uniform_is_8_bits():
 def test_bad_method_message():
     sde = VPSDE(make_schedule("linear", T=10))
     with pytest.raises(ValueError, match="heun"):
-        probability_flow_ode_sample(lambda x, t: -x, sde, (2, 2), steps=2, method="midpoint")
+        probability_flow_ode_sample(lambda x, t: x, sde.schedule, (2, 2), steps=2, method="midpoint")

@@ -56,6 +56,18 @@ def evaluate_images(images: torch.Tensor, labels: torch.Tensor | None = None, cl
     return result
 
 
+def _load_samples(path: Path):
+    """Open an ``.npz`` of samples without ever unpickling: a file that is not one is refused, not executed."""
+    import zipfile
+
+    import numpy as np
+
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a samples file: expected an .npz written by "
+                         "`python -m diffcourse sample … --out FILE.npz`.")
+    return np.load(path, allow_pickle=False)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="score an .npz of MNIST samples (FID, floor, IS, precision, recall, accuracy)",
                               description=__doc__.split("\n\n")[1].replace("\n", " "),
@@ -67,13 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     path = Path(args.samples)
     try:
         if not path.exists():
             raise ValueError(f"{path} does not exist; write one with `python -m diffcourse sample … --out {path}`.")
-        data = np.load(path)
+        data = _load_samples(path)
         if "images" not in data:
             raise ValueError(f"{path} has no 'images' array (keys: {list(data.keys())}).")
         labels = torch.from_numpy(data["labels"]) if "labels" in data else None

@@ -8,153 +8,31 @@ classifier-free guidance,
 .. math::  \hat\varepsilon = \varepsilon_\theta(x_t, t, \varnothing) + w\,\big(\varepsilon_\theta(x_t, t, y) - \varepsilon_\theta(x_t, t, \varnothing)\big),
 
 so ``w = 1`` is the plain conditional model, ``w = 0`` the unconditional one, and ``w > 1``
-pushes harder towards the class (two network evaluations per step).
+pushes harder towards the class (two network evaluations per step). The sampling itself is
+`diffcourse.sampling.generate`; this module only parses, loads and saves.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
 
-import torch
-
-__all__ = ["register", "run", "parse_labels", "load_model", "generate", "SAMPLERS"]
-
-SAMPLERS = ("ddpm", "ddim", "sde", "pc", "ode")
-
-
-def parse_labels(spec: str, n: int, num_classes: int = 10) -> torch.Tensor:
-    """``"0-9"`` → balanced labels ``0,1,…,9,0,1,…`` (n of them); ``"3"`` → all 3; ``"1,7"`` → alternating 1 and 7."""
-    spec = spec.strip()
-    try:
-        if "-" in spec:
-            lo, hi = (int(s) for s in spec.split("-"))
-            values = list(range(lo, hi + 1))
-        else:
-            values = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--labels must look like '0-9', '3' or '1,7'; got {spec!r}.") from None
-    if not values or min(values) < 0 or max(values) >= num_classes:
-        raise ValueError(f"--labels {spec!r}: labels must lie in 0 … {num_classes - 1}.")
-    return torch.tensor(values, dtype=torch.long).repeat((n + len(values) - 1) // len(values))[:n]
-
-
-def load_model(name: str, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A shipped checkpoint by name (hash-verified), or an exported ``.pt`` file by path; returns (model, metadata)."""
-    from ..pretrained import available, checkpoint_info, load_export, load_pretrained
-    from ..recipes.mnist import build_model
-
-    path = Path(name)
-    if path.suffix == ".pt" and path.exists():
-        state = load_export(path)
-        model = build_model(state["model"], state["config"])
-        model.load_state_dict(state["state_dict"])
-        meta = {k: v for k, v in state.items() if k != "state_dict"}
-        meta.setdefault("schedule", {"name": state.get("settings", {}).get("schedule", "linear"),
-                                     "T": state.get("settings", {}).get("T", 1000)})
-        return model.to(device).eval().requires_grad_(False), meta
-    if name not in available():
-        raise ValueError(f"--model {name!r} is neither a shipped checkpoint ({', '.join(available())}) "
-                         "nor an existing exported .pt file.")
-    return load_pretrained(name, device), dict(checkpoint_info(name))
-
-
-def _counting_eps_fn(model: torch.nn.Module, y: torch.Tensor | None, guidance: float | None,
-                     counter: list[int]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The eps-function for the sampler; ``counter[0]`` counts network evaluations per sample."""
-    null = getattr(getattr(model, "label", None), "null_label", None)
-
-    def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if y is None:
-            counter[0] += 1
-            return model(x, t)
-        if guidance is None or guidance == 1.0:
-            counter[0] += 1
-            return model(x, t, y)
-        counter[0] += 2
-        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null)]))
-        eps_c, eps_u = both.chunk(2)
-        return eps_u + guidance * (eps_c - eps_u)
-
-    return f
-
-
-def generate(model: torch.nn.Module, schedule, n: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
-             seed: int = 0, labels: torch.Tensor | None = None, guidance: float | None = None,
-             device: torch.device | str = "cpu", batch_size: int = 500, clip_x0: float | None = 1.0,
-             progress: bool = False, classifier: torch.nn.Module | None = None,
-             classifier_scale: float | None = None) -> tuple[torch.Tensor, float, int]:
-    """Draw ``n`` samples in batches; returns ``(images on CPU, seconds, NFE per sample)``.
-
-    ``sampler`` is ``"ddim"`` (``steps`` evaluations, ``eta``), ``"ddpm"`` (all T steps, ancestral), or one of
-    chapter 4's continuous-time samplers on the VP SDE of the schedule: ``"sde"`` (reverse-SDE Euler–Maruyama,
-    ``steps`` evaluations), ``"pc"`` (predictor–corrector, one Langevin corrector after every step but the last: 2 × ``steps`` − 1) or ``"ode"``
-    (probability-flow ODE with Heun's method: 2 × ``steps``).
-    Noise comes from one CPU generator seeded with ``seed``, so the result repeats.
-    With ``classifier`` (a noise-aware classifier, e.g. ``mnist-noisy-classifier``) and ``classifier_scale``
-    an *unconditional* model is guided towards ``labels`` by classifier guidance (chapter 5).
-    """
-    from ..samplers.guidance import classifier_guided_eps_fn
-    from ..samplers import sde as sde_samplers
-    from ..samplers.ddim import ddim_sample
-    from ..samplers.ddpm import ddpm_sample
-
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}.")
-    conditional = getattr(model, "label", None) is not None
-    classifier_guided = classifier_scale is not None
-    if classifier_guided and (conditional or classifier is None or labels is None):
-        raise ValueError("Classifier guidance (--classifier-scale) needs an unconditional model (e.g. mnist-ddpm), "
-                         "a noise-aware classifier (e.g. mnist-noisy-classifier) and labels.")
-    if conditional and labels is None:
-        raise ValueError("This model is class-conditional: give labels (e.g. --labels 0-9).")
-    if not conditional and not classifier_guided and (labels is not None or guidance is not None):
-        raise ValueError("This model is unconditional: --labels and --guidance need a conditional model (e.g. mnist-cfg), "
-                         "or use --classifier-scale for classifier guidance.")
-    g = torch.Generator().manual_seed(int(seed))
-    out, nfe = [], 0
-    t0 = time.perf_counter()
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        y = labels[start:start + b].to(device) if labels is not None else None
-        counter = [0]
-        f = _counting_eps_fn(model, None if classifier_guided else y, guidance, counter)
-        if classifier_guided:
-            f = classifier_guided_eps_fn(f, classifier, schedule, y, classifier_scale)
-        shape = (b, 1, 28, 28)
-        if sampler == "ddim":
-            x = ddim_sample(f, schedule, shape, steps=steps, eta=eta, generator=g, device=device, progress=progress,
-                            clip_x0=clip_x0)
-        elif sampler == "ddpm":
-            x = ddpm_sample(f, schedule, shape, generator=g, device=device, progress=progress, clip_x0=clip_x0)
-        else:
-            vp = sde_samplers.VPSDE(schedule)
-            score = sde_samplers.score_from_eps_fn(f, vp)
-            x_T = vp.prior_sample(shape, g)
-            run_sde = {"sde": sde_samplers.reverse_sde_sample, "pc": sde_samplers.predictor_corrector_sample,
-                       "ode": sde_samplers.probability_flow_ode_sample}[sampler]
-            x = run_sde(score, vp, x_T, steps=steps, generator=g, device=device, progress=progress)
-        out.append(x.clamp(-1, 1).float().cpu())
-        nfe = counter[0]
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return torch.cat(out), time.perf_counter() - t0, nfe
+__all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..samplers import SAMPLERS
+
     p = subparsers.add_parser(
         "sample", help="draw MNIST samples from a diffusion model into an .npz file",
         description=__doc__.split("\n\n")[0].split(":", 1)[1].strip() + " Writes images (N,1,28,28) in [-1,1] "
                     "and labels for conditional models; prints seconds and NFE.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="shipped checkpoint (mnist-ddpm, mnist-cfg) or path to an exported .pt")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim",
-                   help="ddpm: ancestral, all T steps; ddim: --steps steps; sde: reverse-SDE Euler-Maruyama; "
-                        "pc: predictor-corrector; ode: probability-flow ODE (Heun) — the last three from chapter 4")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default="ddim",
+                   help="; ".join(f"{k}: {v.label}" for k, v in SAMPLERS.items()))
     p.add_argument("--steps", type=int, default=50, help="steps of ddim/sde/pc/ode (ignored by ddpm, which uses all T)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1]: 0 deterministic, 1 DDPM-like")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--guidance", type=float, default=None,
@@ -171,45 +49,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_output_path(out: Path) -> None:
+    """Fail before sampling if ``out`` cannot be written: a folder on its path is a file, or it is a folder."""
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if parent != out and not parent.is_dir():
+                raise ValueError(f"--out {out}: {parent} is a file, not a folder; choose another output path.")
+            if parent == out and out.is_dir():
+                raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'samples.npz'}.")
+            return
+
+
+def _labels_for(args: argparse.Namespace, model):
+    from ..sampling import parse_labels
+
+    if args.classifier_scale is not None:
+        return parse_labels(args.labels or "0-9", args.n, 10)
+    if getattr(model, "label", None) is not None:
+        return parse_labels(args.labels or "0-9", args.n, model.label.num_classes)
+    if args.labels is not None:
+        raise ValueError(f"--model {args.model} is unconditional: --labels needs a conditional model (e.g. mnist-cfg) "
+                         "or --classifier-scale for classifier guidance.")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..device import get_device
+    from ..pretrained import load_model
+    from ..samplers import SAMPLERS
+    from ..sampling import generate
     from ..schedules import make_schedule
 
-    device = get_device(args.device)
+    out = Path(args.out)
     try:
+        check_output_path(out)
+        device = get_device(args.device)
         model, meta = load_model(args.model, device)
-        conditional = getattr(model, "label", None) is not None
-        classifier = None
-        if args.classifier_scale is not None:
-            classifier, _ = load_model(args.classifier, device)
-            labels = parse_labels(args.labels or "0-9", args.n, 10)
-        elif conditional:
-            labels = parse_labels(args.labels or "0-9", args.n, model.label.num_classes)
-        else:
-            labels = None
-        if not conditional and args.labels is not None and args.classifier_scale is None:
-            raise ValueError(f"--model {args.model} is unconditional: --labels needs a conditional model (e.g. mnist-cfg) "
-                             "or --classifier-scale for classifier guidance.")
-        sched = meta.get("schedule") or {"name": "linear", "T": 1000}
-        schedule = make_schedule(sched["name"], sched["T"])
+        classifier = load_model(args.classifier, device)[0] if args.classifier_scale is not None else None
+        labels = _labels_for(args, model)
+        schedule = make_schedule(meta["schedule"]["name"], meta["schedule"]["T"])
         images, seconds, nfe = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
                                         seed=args.seed, labels=labels, guidance=args.guidance, device=device,
                                         batch_size=args.batch_size, clip_x0=None if args.no_clip else 1.0,
                                         progress=not args.no_progress, classifier=classifier,
                                         classifier_scale=args.classifier_scale)
-    except (ValueError, RuntimeError) as e:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"images": images.numpy().astype(np.float32)}
+        if labels is not None:
+            arrays["labels"] = labels.numpy().astype(np.int64)
+        np.savez(out, **arrays)
+    except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"images": images.numpy().astype(np.float32)}
-    if labels is not None:
-        arrays["labels"] = labels.numpy().astype(np.int64)
-    np.savez(out, **arrays)
-    name = {"ddim": f"DDIM-{args.steps} (eta={args.eta})", "ddpm": f"DDPM-{schedule.T}", "sde": f"reverse SDE (EM) {args.steps} steps",
-            "pc": f"predictor-corrector {args.steps} steps", "ode": f"probability-flow ODE (Heun) {args.steps} steps"}[args.sampler]
+    name = SAMPLERS[args.sampler].label + ("" if args.sampler == "ddpm" else f", {args.steps} steps") \
+        + (f", eta={args.eta}" if args.sampler == "ddim" else "")
     print(f"{args.n} samples from {args.model} with {name}"
           + (f", guidance w={args.guidance}" if args.guidance is not None else "")
           + (f", classifier guidance s={args.classifier_scale}" if args.classifier_scale is not None else "")

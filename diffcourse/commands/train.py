@@ -40,13 +40,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = get_device(args.device)
     out = args.out or f"runs/{args.recipe}"
     command = "python -m diffcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] \
         else f"python -m diffcourse train {args.recipe}"
-    result, path = train_recipe(args.recipe, out, steps=args.steps, resume=args.resume, device=device,
-                                progress=not args.no_progress, checkpoint_every_s=args.checkpoint_every,
-                                command=command)
+    try:
+        device = get_device(args.device)
+        result, path = train_recipe(args.recipe, out, steps=args.steps, resume=args.resume, device=device,
+                                    progress=not args.no_progress, checkpoint_every_s=args.checkpoint_every,
+                                    command=command)
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     tail = result.losses[-100:]
     loss = f"{sum(tail) / len(tail):.4f}" if tail else "n/a"
     print(f"{args.recipe}: {result.steps} steps in {result.seconds:.1f} s on {device}; "

@@ -29,9 +29,9 @@ import torch
 
 from ..objectives import EpsFn
 from ..schedules import NoiseSchedule
-from .common import initial_noise, steps_iter
+from .loop import sample_loop
 
-__all__ = ["ddim_sample", "ddim_timesteps", "ddim_step", "ddim_invert", "SPACINGS"]
+__all__ = ["ddim_sample", "ddim_timesteps", "ddim_grid", "ddim_step", "ddim_update", "ddim_invert", "SPACINGS"]
 
 SPACINGS = ("leading", "trailing", "quadratic")
 
@@ -65,18 +65,23 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "leading") -> list[int]:
     return ts
 
 
-def ddim_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, s: int, eta: float = 0.0,
-              noise: torch.Tensor | None = None, clip_x0: float | None = None) -> torch.Tensor:
-    r"""One DDIM update :math:`x_t \to x_s` (``s < t``; ``s = -1`` means "to :math:`x_0`"); see the module docstring."""
-    tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-    eps = eps_fn(x, tt)
-    abar_t = schedule.extract(schedule.alpha_bars, t, x)
-    abar_s = schedule.extract(schedule.alpha_bars, s, x) if s >= 0 else torch.ones_like(abar_t)
+def ddim_grid(T: int, steps: int, spacing: str = "leading") -> list[int]:
+    """The decreasing grid DDIM walks: `ddim_timesteps` reversed, then ``-1`` (the data)."""
+    return ddim_timesteps(T, steps, spacing)[::-1] + [-1]
+
+
+def ddim_update(x: torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule, t: int, s: int, eta: float = 0.0,
+                noise: torch.Tensor | None = None, clip_x0: float | None = None) -> torch.Tensor:
+    r"""The DDIM update :math:`x_t \to x_s` for a given :math:`\hat\varepsilon` (see the module docstring).
+
+    ``s`` may be ``-1`` (the data: :math:`\bar\alpha_{-1} = 1`) or, for inversion, larger than ``t``.
+    """
+    abar_t, abar_s = schedule.alpha_bar_at(t, x), schedule.alpha_bar_at(s, x)
     x0 = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
     if clip_x0 is not None:
         x0 = x0.clamp(-clip_x0, clip_x0)
         eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
-    sigma = eta * ((1 - abar_s) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_s).sqrt()
+    sigma = eta * ((1 - abar_s) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_s).sqrt() if eta > 0 else 0.0
     x_s = abar_s.sqrt() * x0 + (1 - abar_s - sigma ** 2).clamp(min=0).sqrt() * eps
     if eta > 0 and s >= 0:
         if noise is None:
@@ -85,34 +90,38 @@ def ddim_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, s
     return x_s
 
 
-@torch.no_grad()
-def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *, steps: int,
-                eta: float = 0.0, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                progress: bool = False, return_trajectory: bool = False, clip_x0: float | None = None,
-                spacing: str = "leading"):
-    r"""DDIM with ``steps`` network evaluations; returns :math:`x_0` (and with ``return_trajectory``
-    the stacked states ``(steps + 1, *shape)`` on the CPU, :math:`x_T` first).
+def ddim_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, s: int, eta: float = 0.0,
+              noise: torch.Tensor | None = None, clip_x0: float | None = None) -> torch.Tensor:
+    r"""One DDIM step :math:`x_t \to x_s` (``s < t``; ``s = -1`` is the data): predict
+    :math:`\hat\varepsilon = \varepsilon_\theta(x_t, t)`, then `ddim_update`."""
+    eps = eps_fn(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
+    return ddim_update(x, eps, schedule, t, s, eta, noise, clip_x0)
 
-    Noise (the start, and :math:`z` when ``eta > 0``) is drawn on the CPU from ``generator``.
+
+def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *, steps: int = 50,
+                generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                progress: bool = False, return_trajectory: bool = False, trajectory_every: int = 1,
+                eta: float = 0.0, spacing: str = "leading", clip_x0: float | None = None):
+    r"""DDIM with ``steps`` network evaluations on `ddim_grid`; returns :math:`x_0` (and the trajectory).
+
+    The shared arguments are `sample_loop`'s. Noise (the start, and :math:`z` when ``eta > 0``,
+    on every step but the last) is drawn on the CPU from ``generator``.
     """
-    x = initial_noise(shape_or_x, generator, device)
-    ts = ddim_timesteps(schedule.T, steps, spacing)
-    prev = [-1] + ts[:-1]
-    traj = [x.detach().cpu()] if return_trajectory else None
-    for i in steps_iter(range(len(ts) - 1, -1, -1), progress, f"DDIM-{steps}", total=len(ts)):
-        z = torch.randn(x.shape, generator=generator).to(x.device) if eta > 0 and prev[i] >= 0 else None
-        x = ddim_step(eps_fn, schedule, x, ts[i], prev[i], eta, z, clip_x0)
-        if return_trajectory:
-            traj.append(x.detach().cpu())
-    if return_trajectory:
-        return x, torch.stack(traj)
-    return x
+    if not (math.isfinite(eta) and 0 <= eta <= 1):
+        raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}.")
+
+    def step(x: torch.Tensor, t: int, s: int, g: torch.Generator | None) -> torch.Tensor:
+        z = torch.randn(x.shape, generator=g).to(x.device) if eta > 0 and s >= 0 else None
+        return ddim_step(eps_fn, schedule, x, t, s, eta, z, clip_x0)
+
+    return sample_loop(step, ddim_grid(schedule.T, steps, spacing), shape_or_x, generator=generator, device=device,
+                       progress=progress, return_trajectory=return_trajectory, trajectory_every=trajectory_every,
+                       desc=f"DDIM-{steps}")
 
 
-@torch.no_grad()
-def ddim_invert(eps_fn: EpsFn, schedule: NoiseSchedule, x0: torch.Tensor, *, steps: int, spacing: str = "leading",
-                progress: bool = False, return_trajectory: bool = False):
-    r"""DDIM inversion: run the :math:`\eta = 0` update *upwards*, :math:`x_0 \to x_{\tau_1} \to … \to x_{\tau_S}`.
+def ddim_invert(eps_fn: EpsFn, schedule: NoiseSchedule, x0: torch.Tensor, *, steps: int = 50,
+                spacing: str = "leading", progress: bool = False, return_trajectory: bool = False):
+    r"""DDIM inversion: the :math:`\eta = 0` update run *upwards* on the grid ``-1, τ_1, …, τ_S``.
 
     Each step uses the noise predicted at the current point, :math:`\hat\varepsilon = \varepsilon_\theta(x_s, s)`
     (at the very first step, from the clean image, the prediction at :math:`\tau_1`):
@@ -123,20 +132,10 @@ def ddim_invert(eps_fn: EpsFn, schedule: NoiseSchedule, x0: torch.Tensor, *, ste
     ``ddim_sample(..., eta=0, steps, spacing)`` started from the result reconstructs :math:`x_0`
     up to the error of that approximation (small when steps are many or the model smooth).
     """
-    ts = ddim_timesteps(schedule.T, steps, spacing)
-    x = x0
-    traj = [x.detach().cpu()] if return_trajectory else None
-    prev = -1
-    for t in steps_iter(ts, progress, f"DDIM inversion-{steps}", total=len(ts)):
-        t_eval = prev if prev >= 0 else t
+    def step(x: torch.Tensor, s: int, t: int, g: torch.Generator | None) -> torch.Tensor:
+        t_eval = s if s >= 0 else t
         eps = eps_fn(x, torch.full((x.shape[0],), t_eval, device=x.device, dtype=torch.long))
-        abar_s = schedule.extract(schedule.alpha_bars, prev, x) if prev >= 0 else torch.ones((), device=x.device, dtype=x.dtype)
-        abar_t = schedule.extract(schedule.alpha_bars, t, x)
-        x0_hat = (x - (1 - abar_s).sqrt() * eps) / abar_s.sqrt()
-        x = abar_t.sqrt() * x0_hat + (1 - abar_t).sqrt() * eps
-        prev = t
-        if return_trajectory:
-            traj.append(x.detach().cpu())
-    if return_trajectory:
-        return x, torch.stack(traj)
-    return x
+        return ddim_update(x, eps, schedule, s, t)
+
+    return sample_loop(step, ddim_grid(schedule.T, steps, spacing)[::-1], x0, progress=progress,
+                       return_trajectory=return_trajectory, desc=f"DDIM inversion-{steps}")

@@ -21,9 +21,9 @@ import torch
 
 from ..objectives import EpsFn
 from ..schedules import NoiseSchedule
-from .common import initial_noise, steps_iter
+from .loop import sample_loop
 
-__all__ = ["ddpm_sample", "ddpm_step", "VARIANCES"]
+__all__ = ["ddpm_sample", "ddpm_step", "ddpm_grid", "VARIANCES"]
 
 VARIANCES = ("beta", "beta_tilde")
 
@@ -52,27 +52,32 @@ def ddpm_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, n
     return mean + var.sqrt() * noise
 
 
-@torch.no_grad()
-def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *,
-                generator: torch.Generator | None = None, variance: str = "beta", clip_x0: float | None = None,
-                device: torch.device | str | None = None, progress: bool = False,
-                return_trajectory: bool = False, trajectory_every: int = 1):
-    r"""Run the reverse chain for all ``schedule.T`` steps; returns :math:`x_0` (and the trajectory).
+def ddpm_grid(T: int) -> list[int]:
+    """Every step, from pure noise to the data: ``[T-1, T-2, …, 0, -1]`` (``-1`` is :math:`x_0`)."""
+    return list(range(T - 1, -2, -1))
 
-    ``shape_or_x`` is the shape of the batch, e.g. ``(n, 2)``, or a given :math:`x_T`.
-    With ``return_trajectory`` the result is ``(x0, traj)`` where ``traj`` has shape
-    ``(K, *shape)`` on the CPU: :math:`x_T` first, then every ``trajectory_every``-th
-    step, :math:`x_0` last. ``eps_fn(x_t, t)`` is the noise prediction (see
-    `diffcourse.objectives.eps_fn`). Fresh noise :math:`z` is drawn on the CPU
-    from ``generator`` at every step.
+
+def ddpm_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *,
+                steps: int | None = None, generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                progress: bool = False, return_trajectory: bool = False, trajectory_every: int = 1,
+                variance: str = "beta", clip_x0: float | None = None):
+    r"""Run the reverse chain for all ``schedule.T`` steps (`ddpm_grid`, `ddpm_step`); returns :math:`x_0`.
+
+    The shared arguments are `sample_loop`'s (start shape or :math:`x_T`, generator, device, progress,
+    trajectory). ``steps`` may only be ``T``: ancestral DDPM visits every step (for fewer, use
+    `ddim_sample` with ``eta=1``). Fresh noise :math:`z` is drawn on the CPU from ``generator``
+    at every step but the last.
     """
-    x = initial_noise(shape_or_x, generator, device)
-    traj = [x.detach().cpu()] if return_trajectory else None
-    for t in steps_iter(range(schedule.T - 1, -1, -1), progress, "DDPM", total=schedule.T):
-        z = torch.randn(x.shape, generator=generator).to(x.device) if t > 0 else None
-        x = ddpm_step(eps_fn, schedule, x, t, z, variance, clip_x0)
-        if return_trajectory and (t % trajectory_every == 0):
-            traj.append(x.detach().cpu())
-    if return_trajectory:
-        return x, torch.stack(traj)
-    return x
+    if steps is not None and steps != schedule.T:
+        raise ValueError(f"DDPM runs all T = {schedule.T} steps (got steps={steps}); "
+                         "for fewer steps use DDIM (ddim_sample, eta=1 for a DDPM-like stochastic sampler).")
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}.")
+
+    def step(x: torch.Tensor, t: int, s: int, g: torch.Generator | None) -> torch.Tensor:
+        z = torch.randn(x.shape, generator=g).to(x.device) if t > 0 else None
+        return ddpm_step(eps_fn, schedule, x, t, z, variance, clip_x0)
+
+    return sample_loop(step, ddpm_grid(schedule.T), shape_or_x, generator=generator, device=device,
+                       progress=progress, return_trajectory=return_trajectory, trajectory_every=trajectory_every,
+                       desc="DDPM")

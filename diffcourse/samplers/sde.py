@@ -21,16 +21,17 @@ All score functions here take ``(x, t)`` with ``t`` a float tensor of continuous
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
+from ..objectives import EpsFn
 from ..schedules import NoiseSchedule
-from .common import initial_noise, steps_iter
+from .loop import Step, sample_loop, steps_iter
 
-__all__ = ["VPSDE", "VESDE", "score_from_eps_fn", "euler_maruyama", "reverse_sde_sample",
-           "predictor_corrector_sample", "probability_flow_ode_sample", "ode_likelihood", "bits_per_dim",
-           "ScoreFn"]
+__all__ = ["VPSDE", "VESDE", "score_from_eps_fn", "time_grid", "euler_maruyama", "reverse_drift", "pf_ode_velocity",
+           "langevin_correct", "ode_step", "pc_step", "pf_ode_step", "reverse_sde_sample", "predictor_corrector_sample",
+           "probability_flow_ode_sample", "ode_likelihood", "bits_per_dim", "NFE_PER_STEP", "ScoreFn"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -147,7 +148,7 @@ def score_from_eps_fn(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     return score
 
 
-def _time_grid(steps: int, t_eps: float, t_start: float = 1.0, spacing: str = "uniform") -> torch.Tensor:
+def time_grid(steps: int, t_eps: float, t_start: float = 1.0, spacing: str = "uniform") -> torch.Tensor:
     r"""``steps + 1`` times from ``t_start`` to ``t_eps``: evenly spaced, or (``spacing="log"``) evenly spaced in
     :math:`\log t`, i.e. geometric, which puts as many steps in :math:`[10^{-3}, 10^{-2}]` as in :math:`[0.1, 1]`."""
     if steps < 1:
@@ -179,66 +180,35 @@ def euler_maruyama(drift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     return x
 
 
-def reverse_sde_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_x: Sequence[int] | torch.Tensor, *, steps: int = 500,
-                       t_eps: float = 1e-3, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                       progress: bool = False, return_trajectory: bool = False):
-    r"""Sample by Euler–Maruyama on the reverse SDE from :math:`t=1` to ``t_eps`` (NFE = ``steps``).
-
-    Reverse drift :math:`f(x,t) - g(t)^2 s(x,t)`, integrated backwards in time; no noise on the last step.
-    This is predictor–corrector sampling without a corrector.
-    """
-    return predictor_corrector_sample(score_fn, sde, shape_or_x, steps=steps, n_corrector=0, t_eps=t_eps,
-                                      generator=generator, device=device, progress=progress,
-                                      return_trajectory=return_trajectory)
+def reverse_drift(score_fn: ScoreFn, sde: VPSDE | VESDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    r"""The drift of the reverse SDE, :math:`f(x,t) - g(t)^2\,s(x,t)`."""
+    def drift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return sde.drift(x, t) - _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t)
+    return drift
 
 
-def _prior_start(sde, shape_or_x: Sequence[int] | torch.Tensor, generator: torch.Generator | None,
-                 device: torch.device | str | None) -> torch.Tensor:
-    """A draw from the SDE's prior at t = 1 (on the CPU, then moved), or the given starting point."""
-    x = shape_or_x if isinstance(shape_or_x, torch.Tensor) else sde.prior_sample(shape_or_x, generator)
-    return initial_noise(x, None, device)
+def pf_ode_velocity(score_fn: ScoreFn, sde: VPSDE | VESDE) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    r"""The probability-flow ODE's velocity, :math:`f(x,t) - \tfrac12 g(t)^2\,s(x,t)`."""
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return sde.drift(x, t) - 0.5 * _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t)
+    return v
 
 
-@torch.no_grad()
-def predictor_corrector_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_x: Sequence[int] | torch.Tensor, *,
-                               steps: int = 250, n_corrector: int = 1, snr: float = 0.16, t_eps: float = 1e-3,
-                               generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                               progress: bool = False, return_trajectory: bool = False):
-    r"""Predictor–corrector sampling (Song et al. 2021, Alg. 1): each step is one reverse Euler–Maruyama
-    **predictor** step, then ``n_corrector`` Langevin **corrector** steps at the new time,
+def langevin_correct(score_fn: ScoreFn, x: torch.Tensor, t: torch.Tensor, snr: float,
+                     generator: torch.Generator | None) -> torch.Tensor:
+    r"""One Langevin **corrector** step at time ``t`` (Song et al. 2021, Alg. 1):
 
     .. math:: x \leftarrow x + \epsilon\, s(x,t) + \sqrt{2\epsilon}\,z,\qquad
               \epsilon = 2\Big(r\,\frac{\lVert z\rVert}{\lVert s(x,t)\rVert}\Big)^2
 
-    with the target signal-to-noise ratio :math:`r` = ``snr``. The last step has no corrector (it only
-    denoises), so NFE = ``steps × (1 + n_corrector) − n_corrector``.
+    with the target signal-to-noise ratio :math:`r` = ``snr``.
     """
-    x = _prior_start(sde, shape_or_x, generator, device)
-    times = _time_grid(steps, t_eps)
-    traj = [x.cpu()] if return_trajectory else None
-
-    def rdrift(x, t):
-        return sde.drift(x, t) - _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t)
-
-    for k in steps_iter(range(steps), progress, "predictor-corrector" if n_corrector else "reverse SDE"):
-        x = euler_maruyama(rdrift, sde.diffusion, x, times[k:k + 2], generator, noise_last=k < steps - 1)
-        t = times[k + 1].expand(x.shape[0])
-        for _ in range(n_corrector if k < steps - 1 else 0):
-            s = score_fn(x, t)
-            z = torch.randn(x.shape, generator=generator).to(x.device)
-            s_norm = s.flatten(1).norm(dim=1).mean()
-            z_norm = z.flatten(1).norm(dim=1).mean()
-            eps = 2 * (snr * z_norm / s_norm.clamp_min(1e-12)) ** 2
-            x = x + eps * s + (2 * eps).sqrt() * z
-        if return_trajectory:
-            traj.append(x.cpu())
-    return (x, torch.stack(traj)) if return_trajectory else x
-
-
-def _ode_velocity(score_fn: ScoreFn, sde) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def v(x, t):
-        return sde.drift(x, t) - 0.5 * _bcast(sde.diffusion(t) ** 2, x) * score_fn(x, t)
-    return v
+    s = score_fn(x, t.expand(x.shape[0]))
+    z = torch.randn(x.shape, generator=generator).to(x.device)
+    s_norm = s.flatten(1).norm(dim=1).mean()
+    z_norm = z.flatten(1).norm(dim=1).mean()
+    eps = 2 * (snr * z_norm / s_norm.clamp_min(1e-12)) ** 2
+    return x + eps * s + (2 * eps).sqrt() * z
 
 
 def _comb(x, terms):
@@ -248,7 +218,7 @@ def _comb(x, terms):
     return x + sum(c * k for c, k in terms)
 
 
-def _ode_step(v, x, t0: torch.Tensor, t1: torch.Tensor, method: str):
+def ode_step(v, x, t0: torch.Tensor, t1: torch.Tensor, method: str):
     r"""One fixed step of :math:`dx/dt = v(x, t)` from ``t0`` to ``t1``: Euler, Heun (2nd order) or RK4 (4th order).
     ``x`` may be a tuple of tensors, with ``v`` returning a tuple alike."""
     B = (x[0] if isinstance(x, tuple) else x).shape[0]
@@ -272,25 +242,64 @@ def _ode_step(v, x, t0: torch.Tensor, t1: torch.Tensor, method: str):
 NFE_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4}
 
 
-@torch.no_grad()
-def probability_flow_ode_sample(score_fn: ScoreFn, sde: VPSDE | VESDE, shape_or_x: Sequence[int] | torch.Tensor, *,
-                                steps: int = 50, method: str = "heun", t_eps: float = 1e-3,
-                                generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                                progress: bool = False, return_trajectory: bool = False):
-    r"""Solve the probability-flow ODE from :math:`t=1` to ``t_eps`` with fixed steps (Euler, Heun or RK4).
+def pc_step(score_fn: ScoreFn, sde: VPSDE | VESDE, t_end: torch.Tensor, n_corrector: int = 1,
+            snr: float = 0.16) -> Step:
+    r"""The predictor–corrector step :math:`x_t \to x_s`: one reverse Euler–Maruyama **predictor** step
+    (`euler_maruyama` on `reverse_drift`), then ``n_corrector`` `langevin_correct` steps at :math:`s`.
+    The step that ends at ``t_end`` only denoises: no noise, no corrector."""
+    drift = reverse_drift(score_fn, sde)
+
+    def step(x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        final = bool(s == t_end)
+        x = euler_maruyama(drift, sde.diffusion, x, torch.stack([t, s]), g, noise_last=not final)
+        for _ in range(0 if final else n_corrector):
+            x = langevin_correct(score_fn, x, s, snr, g)
+        return x
+    return step
+
+
+def _vp_loop(eps_fn: EpsFn, schedule: NoiseSchedule, make_step: Callable[[ScoreFn, VPSDE, torch.Tensor], Step],
+             shape_or_x, steps: int, t_eps: float, desc: str, **loop) -> Any:
+    """Build the VP SDE and score of ``(eps_fn, schedule)``, the grid 1 → ``t_eps``, and run `sample_loop`."""
+    sde = VPSDE(schedule)
+    grid = time_grid(steps, t_eps)
+    return sample_loop(make_step(score_from_eps_fn(eps_fn, sde), sde, grid[-1]), grid, shape_or_x, desc=desc, **loop)
+
+
+def reverse_sde_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *,
+                       steps: int = 500, t_eps: float = 1e-3, **loop: Any):
+    r"""Euler–Maruyama on the reverse VP SDE from :math:`t=1` to ``t_eps`` (NFE = ``steps``); no noise on the
+    last step. This is predictor–corrector sampling without a corrector. ``loop``: `sample_loop`'s arguments."""
+    return _vp_loop(eps_fn, schedule, lambda sc, sde, end: pc_step(sc, sde, end, n_corrector=0),
+                    shape_or_x, steps, t_eps, "reverse SDE", **loop)
+
+
+def predictor_corrector_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *,
+                               steps: int = 250, n_corrector: int = 1, snr: float = 0.16, t_eps: float = 1e-3,
+                               **loop: Any):
+    r"""Predictor–corrector sampling (Song et al. 2021, Alg. 1) with `pc_step` on the VP SDE of ``schedule``.
+    The last step has no corrector, so NFE = ``steps × (1 + n_corrector) − n_corrector``."""
+    return _vp_loop(eps_fn, schedule, lambda sc, sde, end: pc_step(sc, sde, end, n_corrector, snr),
+                    shape_or_x, steps, t_eps, "predictor-corrector" if n_corrector else "reverse SDE", **loop)
+
+
+def pf_ode_step(score_fn: ScoreFn, sde: VPSDE | VESDE, method: str = "heun") -> Step:
+    """One `ode_step` of the probability-flow ODE (`pf_ode_velocity`); deterministic."""
+    if method not in NFE_PER_STEP:
+        raise ValueError(f"method must be 'euler', 'heun' or 'rk4', got {method!r}.")
+    v = pf_ode_velocity(score_fn, sde)
+    return lambda x, t, s, g: ode_step(v, x, t, s, method)
+
+
+def probability_flow_ode_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *,
+                                steps: int = 50, method: str = "heun", t_eps: float = 1e-3, **loop: Any):
+    r"""Solve the probability-flow ODE of the VP SDE from :math:`t=1` to ``t_eps`` with fixed steps (`pf_ode_step`).
 
     Deterministic: the only randomness is :math:`x_1`, so the same noise gives the same sample.
     NFE = ``steps × {euler: 1, heun: 2, rk4: 4}``.
     """
-    x = _prior_start(sde, shape_or_x, generator, device)
-    times = _time_grid(steps, t_eps)
-    v = _ode_velocity(score_fn, sde)
-    traj = [x.cpu()] if return_trajectory else None
-    for k in steps_iter(range(steps), progress, f"ODE ({method})"):
-        x = _ode_step(v, x, times[k], times[k + 1], method)
-        if return_trajectory:
-            traj.append(x.cpu())
-    return (x, torch.stack(traj)) if return_trajectory else x
+    return _vp_loop(eps_fn, schedule, lambda sc, sde, end: pf_ode_step(sc, sde, method),
+                    shape_or_x, steps, t_eps, f"ODE ({method})", **loop)
 
 
 def _divergence(v, x: torch.Tensor, t: torch.Tensor, probe: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -331,9 +340,9 @@ def ode_likelihood(score_fn: ScoreFn, sde: VPSDE | VESDE, x0: torch.Tensor, *, s
     """
     if method not in NFE_PER_STEP:
         raise ValueError(f"method must be 'euler', 'heun' or 'rk4', got {method!r}.")
-    v = _ode_velocity(score_fn, sde)
+    v = pf_ode_velocity(score_fn, sde)
     probe = None if exact_trace else (torch.randint(0, 2, x0.shape, generator=generator).to(x0) * 2 - 1)
-    times = _time_grid(steps, 1.0, t_start=t_eps, spacing=spacing)
+    times = time_grid(steps, 1.0, t_start=t_eps, spacing=spacing)
 
     def augmented(state, t):  # d/dt (x, log-det) = (v, div v)
         vel, div = _divergence(v, state[0], t, probe)
@@ -341,7 +350,7 @@ def ode_likelihood(score_fn: ScoreFn, sde: VPSDE | VESDE, x0: torch.Tensor, *, s
 
     state = (x0.detach().clone(), torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device))
     for k in steps_iter(range(steps), progress, "likelihood ODE"):
-        state = _ode_step(augmented, state, times[k], times[k + 1], method)
+        state = ode_step(augmented, state, times[k], times[k + 1], method)
     x, logdet = state
     return sde.prior_log_prob(x).double() + logdet
 
