@@ -53,6 +53,28 @@ def test_noised_mixture_matches_q_sample():
     assert abs(noised.log_prob(xt).mean() - noised.log_prob(ref).mean()) < 0.02
 
 
+@pytest.mark.parametrize("alpha_bar", [0.05, 0.5, 0.95])
+def test_exact_posterior_mean_is_tweedies_formula(alpha_bar):
+    """E[x0 | x_t] from responsibilities and per-component posteriors (no score) equals (x_t + (1 − ᾱ)·score)/sqrt(ᾱ)."""
+    gm = toy2d.GaussianMixture(torch.tensor([[2.0, 0.0], [-1.0, 1.5], [0.0, -2.0]]), 0.3, torch.tensor([1.0, 2.0, 3.0]))
+    noisy = gm.noised(alpha_bar)
+    x = noisy.sample(400, torch.Generator().manual_seed(1)).double()
+    tweedie = (x + (1 - alpha_bar) * noisy.score(x)) / alpha_bar**0.5
+    assert torch.allclose(gm.posterior_mean(x, alpha_bar), tweedie, atol=1e-10)
+
+
+def test_exact_posterior_mean_is_the_best_predictor_of_x0():
+    """E[x0 | x_t] is the regression of x0 on x_t: its residual has mean zero and is uncorrelated with it."""
+    gm, a = toy2d.mixture("8gaussians"), 0.3
+    g = torch.Generator().manual_seed(0)
+    x0 = gm.sample(100_000, g).double()
+    xt = a**0.5 * x0 + (1 - a) ** 0.5 * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    m = gm.posterior_mean(xt, a)
+    residual = x0 - m
+    assert residual.mean(0).abs().max() < 0.01 and float((residual * m).mean()) < 0.01
+    assert torch.allclose(gm.posterior_mean(xt[:5], 1.0 - 1e-12), xt[:5], atol=1e-5)  # no noise: x_t itself
+
+
 def test_mnist_loads(monkeypatch):
     x, y = load_mnist("test", download=False)
     assert x.shape == (10_000, 1, 28, 28) and x.dtype == torch.float32

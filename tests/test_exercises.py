@@ -25,10 +25,13 @@ from diffcourse.grading.exercises import (
     END,
     MANIFEST,
     MD_BEGIN,
+    MD_END,
+    MD_PROMPT,
     SolutionMarkerError,
     exercise_notebook,
     generate,
     stub_code,
+    stub_markdown,
 )
 from diffcourse.grading.grader import NOT_RUN, executed_name, grade_notebook, notebook_chapter
 
@@ -112,6 +115,16 @@ def test_stub_replaces_the_region_and_names_the_exercise():
 def test_broken_markers_are_reported(source, words):
     with pytest.raises(SolutionMarkerError, match=words):
         stub_code(source, "test.ipynb, cell 1")
+
+
+def test_written_answers_in_markdown_become_prompts_and_broken_markers_are_reported():
+    source = (f"**Prove it.**\n\n{MD_BEGIN}\n*Answer.* By induction: $m_t=\\sqrt{{\\bar\\alpha_t}}$.\n{MD_END}\n\n"
+              f"And why?\n{MD_BEGIN}Because.{MD_END}")
+    out = stub_markdown(source)
+    assert out.count(MD_PROMPT) == 2 and "induction" not in out and "Because" not in out
+    assert out.startswith("**Prove it.**") and "And why?" in out
+    with pytest.raises(SolutionMarkerError, match="unpaired"):
+        stub_markdown(f"{MD_BEGIN} an answer never closed", "test.ipynb, cell 2")
 
 
 def _tiny_solution(path: Path, answer: str = "math.pi * r ** 2") -> None:
@@ -270,7 +283,7 @@ def test_exercise_notebook_runs_to_the_end_without_an_error_escaping_a_check(tmp
         if cell.cell_type == "code" and cell.source.startswith(("check(", "summary(")):
             assert not any(o.output_type == "error" for o in cell.outputs), cell.source
     last = "".join(o.get("text", "") for o in cells[-1].outputs)
-    assert "Chapter 1: 2/7 exercises passed" in last
+    assert "Chapter 1: 2/8 exercises passed" in last
 
 
 def test_a_notebook_that_never_ran_a_check_scores_zero_not_nothing(tmp_path):

@@ -56,6 +56,32 @@ def good_run_chain(x0, betas, generator):
     return x
 
 
+def good_derive_closed_form(betas):
+    """The derivation as a loop: compose N(sqrt(α_t)·x_{t−1}, β_t) with N(m·x0, v): m ← sqrt(α_t)·m, v ← α_t·v + β_t."""
+    m, v, ms, vs = 1.0, 0.0, [], []
+    for b in betas.tolist():
+        m, v = math.sqrt(1 - b) * m, (1 - b) * v + b
+        ms.append(m)
+        vs.append(v)
+    return torch.tensor(ms, dtype=torch.float64), torch.tensor(vs, dtype=torch.float64)
+
+
+def closed_form_vectorised(betas):
+    """Differently written and still right: the closed form itself, by a cumulative product."""
+    alpha_bars = torch.cumprod(1 - betas, dim=0)
+    return alpha_bars.sqrt(), 1 - alpha_bars
+
+
+def closed_form_tensor_loop(betas):
+    """Differently written and still right: 0-d float64 tensors, written into preallocated outputs, as a list pair."""
+    mean, var = torch.empty_like(betas), torch.empty_like(betas)
+    m, v = torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    for t in range(len(betas)):
+        m, v = (1 - betas[t]).sqrt() * m, (1 - betas[t]) * v + betas[t]
+        mean[t], var[t] = m, v
+    return [mean, var]
+
+
 def good_snr(ab):
     return ab / (1 - ab)
 
@@ -73,6 +99,7 @@ GOOD = {
     "q_sample": good_q_sample,
     "q_step": good_q_step,
     "run_chain": good_run_chain,
+    "derive_closed_form": good_derive_closed_form,
     "snr": good_snr,
     "steps_to_noise": good_steps_to_noise,
 }
@@ -175,6 +202,33 @@ def chain_same_noise(x0, betas, generator):
     return x
 
 
+def closed_form_with(mean_factor, var_step, betas, *, dtype=torch.float64, keep_start=False, before=False):
+    """A composition loop with a deliberate mistake: m ← mean_factor(β)·m, v ← var_step(β, v), in ``dtype``."""
+    m, v = torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype)
+    ms, vs = ([m], [v]) if keep_start else ([], [])
+    for b in betas.to(dtype):
+        if before:
+            ms.append(m)
+            vs.append(v)
+        m, v = mean_factor(b) * m, var_step(b, v)
+        if not before:
+            ms.append(m)
+            vs.append(v)
+    return torch.stack(ms), torch.stack(vs)
+
+
+def cf(**kw):
+    """`closed_form_with` with the right steps unless overridden: mean factor sqrt(1 − β), variance (1 − β)·v + β."""
+    mean_factor = kw.pop("mean_factor", lambda b: (1 - b).sqrt())
+    var_step = kw.pop("var_step", lambda b, v: (1 - b) * v + b)
+    return lambda betas: closed_form_with(mean_factor, var_step, betas, **kw)
+
+
+def closed_form_in_place(betas):
+    alphas = betas.neg_().add_(1)  # turns the caller's betas into alphas
+    return torch.cumprod(alphas, 0).sqrt(), 1 - torch.cumprod(alphas, 0)
+
+
 def stn_off_by_one(name, threshold=1e-3, T_max=5000):
     T = good_steps_to_noise(name, threshold, T_max)
     return None if T is None else T + 1
@@ -215,6 +269,20 @@ WRONG = [
     ("run_chain", chain_same_noise, "statistic differs"),
     ("run_chain", lambda x0, betas, g: x0, "not random"),
     ("run_chain", lambda x0, betas, g: good_run_chain(x0, betas, g)[0], "shape differs"),
+    ("derive_closed_form", cf(mean_factor=lambda b: b.sqrt(), var_step=lambda b, v: b * v + b),
+     "multiply by sqrt(β_t) instead of sqrt(α_t)"),
+    ("derive_closed_form", cf(var_step=lambda b, v: v + b), "forget to scale the previous variance"),
+    ("derive_closed_form", cf(var_step=lambda b, v: (1 - b).sqrt() * v + b), "by sqrt(α_t) instead of α_t"),
+    ("derive_closed_form", cf(var_step=lambda b, v: (1 - b) * v + b.sqrt()), "add sqrt(β_t) instead of β_t"),
+    ("derive_closed_form", cf(mean_factor=lambda b: 1 - b), "forget the square root"),
+    ("derive_closed_form", cf(before=True), "before each step instead of after it (off by one"),
+    ("derive_closed_form", cf(keep_start=True), "Leave out the starting values"),
+    ("derive_closed_form", cf(dtype=torch.float32), "dtype differs: yours float32, expected float64"),
+    ("derive_closed_form", lambda betas: tuple(v.double() for v in cf(dtype=torch.float32)(betas)),
+     "only to about float32 precision"),
+    ("derive_closed_form", lambda betas: (cf()(betas)[0], cf()(betas)[1].sqrt()), "standard deviation"),
+    ("derive_closed_form", lambda betas: torch.stack(cf()(betas)), "expected a pair (mean_coefs, variances)"),
+    ("derive_closed_form", closed_form_in_place, "changed its input `betas` in place"),
     ("snr", lambda ab: (1 - ab) / ab, "invert it"),
     ("snr", lambda ab: (ab / (1 - ab)).sqrt(), "take the square root"),
     ("snr", lambda ab: (ab - ab) / (ab - ab), "contains NaN"),
@@ -247,8 +315,8 @@ def _fresh_results(monkeypatch):
 
 
 def test_chapter_1_registers_its_exercises_in_order():
-    assert checks_for_chapter(1) == ["linear_betas", "cosine_betas", "q_sample", "q_step", "run_chain", "snr",
-                                     "steps_to_noise"]
+    assert checks_for_chapter(1) == ["linear_betas", "cosine_betas", "q_sample", "q_step", "run_chain",
+                                     "derive_closed_form", "snr", "steps_to_noise"]
     assert set(GOOD) == set(checks_for_chapter(1))
 
 
@@ -279,6 +347,63 @@ def test_wrong_code_is_caught_with_a_useful_message(name, wrong, words, seed, ca
     assert out.startswith(f"❌ {name} — ")
     assert words in out, out
     assert "Hint:" in out, "every failure comes with a hint"
+
+
+@pytest.mark.parametrize("fn", [closed_form_vectorised, closed_form_tensor_loop])
+def test_differently_written_closed_forms_pass(fn, capsys):
+    assert check("derive_closed_form", fn).passed, capsys.readouterr().out
+
+
+def test_a_float32_result_is_a_dtype_mistake_before_a_value_mistake(capsys):
+    """Values right to float32 precision only: the ❌ names the dtype, not a difference in the 7th digit."""
+    result = check("derive_closed_form", cf(dtype=torch.float32))
+    out = capsys.readouterr().out
+    assert not result.passed and out.splitlines()[0].endswith("float32 keeps only about 7 significant digits, too few here.")
+    assert "values differ" not in out and "Keep m and v in float64" in out
+
+
+def test_integer_results_of_any_integer_type_are_accepted():
+    import numpy as np
+
+    assert check("steps_to_noise", lambda *a: np.int64(good_steps_to_noise(*a) or -1) if good_steps_to_noise(*a)
+                 else None, quiet=True)
+    assert check("steps_to_noise", lambda *a: torch.tensor(good_steps_to_noise(*a)) if good_steps_to_noise(*a)
+                 else None, quiet=True)
+    bad = check("steps_to_noise", lambda *a: float(good_steps_to_noise(*a) or 0), quiet=True)
+    assert not bad.passed and "expected a whole number of steps" in bad.message and "(a float)" in bad.message
+
+
+def in_place_q_sample(x0, t, eps, alpha_bars):
+    a = alpha_bars[t].reshape(-1, *[1] * (x0.ndim - 1)).to(x0.dtype)
+    return x0.mul_(a.sqrt()).add_((1 - a).sqrt() * eps)  # the right values, but x0 is overwritten
+
+
+@pytest.mark.parametrize("name, fn, arg", [
+    ("q_sample", in_place_q_sample, "x0"),
+    ("snr", lambda ab: ab.div_(1 - ab), "ab"),
+    ("q_step", lambda x, t, eps, betas: good_q_step(x, t, eps, betas.clamp_(max=float(betas.median()))), "betas"),
+    ("run_chain", lambda x0, betas, g: good_run_chain(x0.zero_(), betas, g), "x0"),
+])
+def test_a_function_that_changes_its_input_in_place_fails_naming_the_input(name, fn, arg, capsys):
+    result = check(name, fn)
+    out = capsys.readouterr().out
+    assert not result.passed and f"changed its input `{arg}` in place" in out, out
+    assert f"({arg} = {arg}.clone())" in out and "Hint:" in out
+
+
+def test_in_place_changes_are_found_inside_lists_and_objects_and_named_by_position_without_a_signature():
+    from diffcourse.grading import CheckContext, Mismatch
+
+    ctx = CheckContext("any", 0)
+    sched = make_schedule("linear", 10)
+    with pytest.raises(Mismatch, match=r"input `data\[1\]` in place"):
+        ctx.call(lambda data: data[1].add_(1), [torch.zeros(2), torch.zeros(2)])
+    with pytest.raises(Mismatch, match=r"input `schedule.betas` in place"):
+        ctx.call(lambda schedule: schedule.betas.mul_(2), sched)
+    with pytest.raises(Mismatch, match="input `argument 1` in place"):
+        ctx.call(torch.Tensor.add_, torch.zeros(2), 1.0)
+    nan = torch.tensor([float("nan"), 1.0])
+    assert ctx.call(lambda x: x.sum(), nan).isnan()  # NaN in an untouched input is not a change
 
 
 @pytest.mark.parametrize("name", ["linear_betas", "run_chain", "steps_to_noise"])
@@ -349,12 +474,12 @@ def test_summary_prints_the_chapter_score(capsys):
     check("q_sample", qs_minus, quiet=True)
     assert summary() is None
     out = capsys.readouterr().out
-    assert "Chapter 1: 1/7 exercises passed" in out
+    assert "Chapter 1: 1/8 exercises passed" in out
     assert "✅ snr" in out and "❌ q_sample — values differ" in out and "⬜ linear_betas — not checked yet" in out
     for name, fn in GOOD.items():
         check(name, fn, quiet=True)
     summary(chapter=1)
-    assert "7/7" in capsys.readouterr().out
+    assert "8/8" in capsys.readouterr().out
 
 
 def test_a_new_chapter_registers_checks_without_touching_the_core():

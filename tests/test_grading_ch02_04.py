@@ -2,20 +2,27 @@
 
 The correct implementations are written here from the equations (not imported from the package), so a check
 and its reference cannot agree by accident. The chapter-2 experiment (train a model) is tested with stand-ins:
-fresh data passes, noise and a shifted copy fail — training itself runs in the solution notebook.
+fresh data passes, noise and a shifted copy fail — training itself runs in the solution notebook. The schedule
+comparison needs real models: two 2D networks (linear and cosine schedule) are trained once per session (a few
+seconds each, `toy_models`) and reused by every right and wrong version of it.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
-from diffcourse import grading
+from diffcourse import grading, make_schedule
 from diffcourse.data import toy2d
 from diffcourse.grading import RESULTS_ENV, check, checks_for_chapter
-from diffcourse.metrics import sliced_wasserstein
+from diffcourse.metrics import sliced_wasserstein, sw_floor_ratio
+from diffcourse.models import ToyMLP
+from diffcourse.objectives import eps_fn
+from diffcourse.recipes.toy2d import train_toy_ddpm
 from diffcourse.samplers.ddim import ddim_invert, ddim_sample
 
 
@@ -84,6 +91,120 @@ def dstep(eps_fn, sched, x, t, noise, variance="beta", *, noise_at_0=False, coef
 
 def fresh_data(dataset, n, g):
     return toy2d.sample(dataset, n, generator=g)
+
+
+def unseeded_data(dataset, n, g):
+    return toy2d.sample(dataset, n, generator=torch.Generator().manual_seed(int(torch.randint(0, 10**6, ()))))
+
+
+# ---------------------------------------------------------------------------- chapter 2: comparing schedules
+@functools.lru_cache(maxsize=None)
+def toy_models(schedule_name: str, seed: int = 0, steps: int = 1000):
+    """A 2D DDPM trained on the moons with the named schedule (T = 1000), once per session (a few seconds)."""
+    sched = make_schedule(schedule_name, T=1000)
+    result, _ = train_toy_ddpm("moons", schedule=sched, steps=steps, batch_size=256, seed=seed, progress=False)
+    return result.ema_model.eval(), sched
+
+
+def compare_good(dataset, x_T, data, other, steps=(10, 50, 100), spacing="leading", *, fresh=False, raw=False,
+                 swap_rows=False, nets=None, scheds=None):
+    """The solution's way (train_toy_ddpm, ddim_sample, sw_floor_ratio), with switches for the known mistakes;
+    ``nets``/``scheds`` map each row to the (trained model's schedule name) and (schedule name) it uses."""
+    table, models = {}, {}
+    for name in ("linear", "cosine"):
+        net_name, sched_name = (nets or {}).get(name, name), (scheds or {}).get(name, name)
+        f = eps_fn(toy_models(net_name)[0], make_schedule(sched_name, T=1000))
+        key = (net_name, sched_name, spacing, _fingerprint(x_T, *data, *other))
+        rows = [_ratio_and_distance(*key, x_T, data, other, S, fresh) for S in steps]
+        table[name] = {S: dist if raw else ratio for S, (ratio, dist) in zip(steps, rows)}
+        models[name] = (f, make_schedule(sched_name, T=1000))
+    if swap_rows:
+        table = {"linear": table["cosine"], "cosine": table["linear"]}
+    return table, models
+
+
+def _fingerprint(*tensors: torch.Tensor) -> int:
+    return hash(b"".join(t.numpy().tobytes() for t in tensors))
+
+
+_RATIOS: dict = {}
+
+
+def _ratio_and_distance(net_name, sched_name, spacing, fingerprint, x_T, data, other, S, fresh):
+    """``sw_floor_ratio``'s ratio and distance of DDIM-S samples; the wrong versions share them (a test-time cache:
+    every run of the check recomputes its own numbers all the same)."""
+    if fresh:  # fresh noise every call: never cached
+        sched = make_schedule(sched_name, T=1000)
+        f = eps_fn(toy_models(net_name)[0], sched)
+        x = ddim_sample(f, sched, torch.randn(x_T.shape), steps=S, spacing=spacing)
+        return sw_floor_ratio([x] * len(data), data, other)[:2]
+    key = (net_name, sched_name, spacing, fingerprint, S)
+    if key not in _RATIOS:
+        sched = make_schedule(sched_name, T=1000)
+        x = ddim_sample(eps_fn(toy_models(net_name)[0], sched), sched, x_T.clone(), steps=S, spacing=spacing)
+        _RATIOS[key] = sw_floor_ratio([x] * len(data), data, other)[:2]
+    return _RATIOS[key]
+
+
+def compare_own_ddim(dataset, x_T, data, other, steps=(10, 50, 100), spacing="leading"):
+    """Differently written and still right: the learner's own DDIM loop (chapter 3's update) and SW averaging,
+    NumPy numbers in the table, a model called directly."""
+    table, models = {}, {}
+    floor = sum(sliced_wasserstein(o, d) for o, d in zip(other, data)) / len(data)
+    for name in ("linear", "cosine"):
+        net, sched = toy_models(name)
+        ab = sched.alpha_bars
+
+        def eps(x, t, net=net):
+            return net(x, t)
+
+        row = {}
+        for S in steps:
+            ts = ddim_timesteps_good(sched.T, S, spacing)
+            x = x_T.clone()
+            with torch.no_grad():
+                for t, s in zip(ts[::-1], ts[::-1][1:] + [-1]):
+                    a_t, a_s = float(ab[t]), (float(ab[s]) if s >= 0 else 1.0)
+                    e = eps(x, torch.full((len(x),), t))
+                    x0 = (x - math.sqrt(1 - a_t) * e) / math.sqrt(a_t)
+                    x = math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * e
+            dist = sum(sliced_wasserstein(x, d) for d in data) / len(data)
+            row[np.int64(S)] = np.float64(dist / floor)
+        table[name] = row
+        models[name] = [eps, sched]
+    return table, models
+
+
+def compare_cheap(table=None, **models):
+    """A learner's function that returns a fixed table and the given (eps_fn, schedule) entries (for the checks
+    that stop before any number is recomputed)."""
+    def entry(name):
+        given = models.get(name)
+        if callable(given):  # built when the function runs, not when the test module is collected
+            return given()
+        return given or (eps_fn(*toy_models(name)), toy_models(name)[1])
+
+    def fn(dataset, x_T, data, other, steps=(10, 50, 100), spacing="leading"):
+        rows = table or {name: {S: 1.0 for S in steps} for name in ("linear", "cosine")}
+        return rows, {name: entry(name) for name in ("linear", "cosine")}
+    return fn
+
+
+def compare_untrained(dataset, x_T, data, other, steps=(10, 50, 100), spacing="leading"):
+    table, models = {}, {}
+    for seed, name in enumerate(("linear", "cosine")):
+        torch.manual_seed(seed)  # two different untrained networks
+        sched = make_schedule(name, T=1000)
+        f = eps_fn(ToyMLP(), sched)
+        table[name] = {S: sw_floor_ratio([ddim_sample(f, sched, x_T.clone(), steps=S, spacing=spacing)] * len(data),
+                                         data, other)[0] for S in steps}
+        models[name] = (f, sched)
+    return table, models
+
+
+def compare_in_place(dataset, x_T, data, other, steps=(10, 50, 100), spacing="leading"):
+    x_T.clamp_(-1, 1)
+    return compare_cheap()(dataset, x_T, data, other, steps, spacing)
 
 
 # ============================================================================ chapter 3
@@ -179,6 +300,18 @@ def pf_good(score_fn, sde, x, t, *, half=True, sign=-1.0, with_f=True):
     return (-0.5 * beta * x if with_f else 0) + sign * (0.5 if half else 1.0) * beta * score_fn(x, tt)
 
 
+def tweedie_good(score_fn, x_t, alpha_bar, *, root=True, var=True, sign=1.0):
+    s = score_fn(x_t)
+    coef = (1 - alpha_bar) if var else math.sqrt(1 - alpha_bar)
+    return (x_t + sign * coef * s) / (math.sqrt(alpha_bar) if root else alpha_bar)
+
+
+def tweedie_tensor(score_fn, x_t, alpha_bar):
+    """Differently written and still right: ᾱ as a tensor of x_t's dtype, the two terms divided separately."""
+    a = torch.as_tensor(alpha_bar, dtype=x_t.dtype)
+    return x_t / a.sqrt() + (1 - a) / a.sqrt() * score_fn(x_t.clone())
+
+
 def npm_good(x, x0s, ab, *, naive=False, sign=1.0, uniform=False, divide=True):
     diff = x[:, None, :] - math.sqrt(ab) * x0s[None]
     logw = -(diff ** 2).sum(-1) / (2 * (1 - ab))
@@ -197,6 +330,7 @@ GOOD = {
     "ddim_round_trip": round_trip_good, "fewest_ddim_steps": fewest_good,
     "score_from_eps_fn": score_good, "dsm_loss": dsm_good, "langevin_step": langevin_good,
     "reverse_sde_step": rsde_good, "pf_ode_drift": pf_good, "noise_posterior_mean": npm_good,
+    "compare_schedules": compare_good, "tweedie_posterior_mean": tweedie_good,
 }
 
 
@@ -240,6 +374,29 @@ WRONG = [
     ("train_and_sample", lambda d, n, g: fresh_data(d, n, g) + 0.3, "not yet good enough"),
     ("train_and_sample", lambda d, n, g: fresh_data(d, n - 1, g), "shape differs"),
     ("train_and_sample", lambda d, n, g: fresh_data(d, n, g).numpy(), "not a torch.Tensor"),
+    ("train_and_sample", unseeded_data, "not repeatable"),
+    # chapter 2 — comparing schedules (the models are trained once, then reused)
+    ("compare_schedules", lambda *a: compare_good(*a, raw=True), "report the distance itself"),
+    ("compare_schedules", lambda *a: compare_good(*a, swap_rows=True), "swap the rows"),
+    ("compare_schedules", lambda d, x, da, o, st, sp: compare_good(d, x, da, o, st, "trailing"),
+     "sample with spacing='trailing'"),
+    ("compare_schedules", lambda *a: compare_good(*a, fresh=True), "Is every run started from the given x_T"),
+    ("compare_schedules", lambda *a: compare_good(*a, nets={"linear": "cosine", "cosine": "linear"}),
+     "does not fit the linear schedule better"),
+    ("compare_schedules", compare_untrained, "far from the data"),
+    ("compare_schedules", compare_cheap(linear=lambda: (eps_fn(toy_models("cosine")[0], make_schedule("linear", 1000)),
+                                                        make_schedule("linear", 1000)),
+                                        cosine=lambda: (eps_fn(toy_models("cosine")[0], make_schedule("cosine", 1000)),
+                                                        make_schedule("cosine", 1000))), "identical outputs"),
+    ("compare_schedules", compare_cheap(cosine=(lambda x, t: x, make_schedule("linear", 1000))),
+     "comes with the linear schedule"),
+    ("compare_schedules", compare_cheap(linear=(lambda x, t: x, make_schedule("linear", 200)),
+                                        cosine=(lambda x, t: -x, make_schedule("cosine", 200))), "x_T is not noise"),
+    ("compare_schedules", compare_cheap(linear=(lambda x, t: x, make_schedule("linear", 1000)),
+                                        cosine=(lambda x, t: -x, make_schedule("cosine", 500))), "different lengths"),
+    ("compare_schedules", compare_cheap(table={"linear": {"10": 1.0}, "cosine": {}}), "the numbers of DDIM steps"),
+    ("compare_schedules", lambda *a: compare_cheap()(*a)[0], "expected a pair (table, models)"),
+    ("compare_schedules", compare_in_place, "changed its input `x_T` in place"),
     # chapter 3
     ("ddim_step", lambda *a: ddim_good(*a, wrap=True), "NaN at s = −1"),
     ("ddim_step", lambda *a: ddim_good(*a, sigma="second"), "leave out the first factor"),
@@ -249,7 +406,7 @@ WRONG = [
     ("ddim_step", lambda e, s, x, t, ss, eta, z: ddim_good(e, s, x, t, ss, eta, z).double(), "dtype differs"),
     ("ddim_timesteps", lambda *a: ddim_timesteps_good(*a)[::-1], "decreasing order"),
     ("ddim_timesteps", lambda *a: [t + 1 for t in ddim_timesteps_good(*a)], "Off by one"),
-    ("ddim_timesteps", lambda T, S, sp: [float(t) for t in ddim_timesteps_good(T, S, sp)], "whole"),
+    ("ddim_timesteps", lambda T, S, sp: [float(t) for t in ddim_timesteps_good(T, S, sp)], "of an integer type (int)"),
     ("ddim_timesteps", lambda T, S, sp: (sorted({int(T - k * T / S) - 1 for k in range(S)}) if sp == "trailing"
                                          else ddim_timesteps_good(T, S, sp)), "round()"),
     ("ddim_timesteps", lambda T, S, sp: ([int((k * math.sqrt(0.8 * T) / max(S - 1, 1)) ** 2) for k in range(S)]
@@ -262,6 +419,10 @@ WRONG = [
     ("ddim_round_trip", lambda e, s, x0, n: round_trip_good(e, s, x0, n)[0], "expected a pair"),
     ("fewest_ddim_steps", lambda *a: fewest_good(*a, last=True), "return the *first* candidate"),
     ("fewest_ddim_steps", lambda *a: fewest_good(*a, strict=True), "return None"),
+    ("fewest_ddim_steps", lambda e, s, x_T, *a: fewest_good(e, s, torch.randn(x_T.shape), *a),
+     "Do you start DDIM from the x_T you are given"),
+    ("ddim_timesteps", lambda T, S, sp: ([int(i * T / S) for i in range(S)] if sp == "leading"
+                                         else ddim_timesteps_good(T, S, sp)), "spaced them by T/steps"),
     # chapter 4
     ("score_from_eps_fn", lambda e, sde: score_good(e, sde, sign=1.0), "forget the minus sign"),
     ("score_from_eps_fn", lambda e, sde: score_good(e, sde, power=1.0), "divide by 1 − ᾱ(t) instead"),
@@ -289,20 +450,31 @@ WRONG = [
     ("noise_posterior_mean", lambda *a: npm_good(*a, sign=-1.0), "flip the sign of ε"),
     ("noise_posterior_mean", lambda *a: npm_good(*a, uniform=True), "equal weights"),
     ("noise_posterior_mean", lambda *a: npm_good(*a, divide=False), "forget to divide by sqrt(1 − ᾱ)"),
+    ("tweedie_posterior_mean", lambda *a: tweedie_good(*a, root=False), "divide by ᾱ instead of sqrt(ᾱ)"),
+    ("tweedie_posterior_mean", lambda *a: tweedie_good(*a, var=False), "by sqrt(1 − ᾱ) instead of 1 − ᾱ"),
+    ("tweedie_posterior_mean", lambda *a: tweedie_good(*a, sign=-1.0), "subtract the score term"),
+    ("tweedie_posterior_mean", lambda s, x, a: tweedie_good(s, x, a) * math.sqrt(a), "forget to divide by sqrt(ᾱ)"),
+    ("tweedie_posterior_mean", lambda s, x, a: -math.sqrt(1 - a) * s(x), "return the noise"),
+    ("tweedie_posterior_mean", lambda s, x, a: tweedie_good(s, x.double(), a), "dtype differs"),
+    ("tweedie_posterior_mean", lambda s, x, a: tweedie_good(s, x, a).float(), "dtype differs: yours float32"),
+    ("tweedie_posterior_mean", lambda s, x, a: x.add_((1 - a) * s(x)).div_(math.sqrt(a)),
+     "changed its input `x` in place"),
 ]
 
 
 def test_chapters_register_their_exercises_in_order():
-    assert checks_for_chapter(2) == ["ddpm_loss", "q_posterior", "ddpm_step", "train_and_sample"]
+    assert checks_for_chapter(2) == ["ddpm_loss", "q_posterior", "ddpm_step", "train_and_sample", "compare_schedules"]
     assert checks_for_chapter(3) == ["ddim_step", "ddim_timesteps", "ddim_invert_step", "ddim_round_trip",
                                      "fewest_ddim_steps"]
     assert checks_for_chapter(4) == ["score_from_eps_fn", "dsm_loss", "langevin_step", "reverse_sde_step",
-                                     "pf_ode_drift", "noise_posterior_mean"]
+                                     "pf_ode_drift", "noise_posterior_mean", "tweedie_posterior_mean"]
     assert set(GOOD) == set(checks_for_chapter(2) + checks_for_chapter(3) + checks_for_chapter(4))
 
 
-@pytest.mark.parametrize("seed", [None, 1, 2])
-@pytest.mark.parametrize("name", sorted(GOOD))
+# every check on three seeds, but the schedule comparison (two trainings' worth of sampling per run) on one: its
+# second seed is in test_compare_schedules_passes_differently_written_correct_code
+@pytest.mark.parametrize("name, seed", [(name, seed) for name in sorted(GOOD) for seed in (None, 1, 2)
+                                        if name != "compare_schedules" or seed is None])
 def test_correct_code_passes(name, seed, capsys):
     result = check(name, GOOD[name], seed=seed)
     out = capsys.readouterr().out
@@ -321,8 +493,9 @@ def test_the_library_itself_passes():
     assert check("ddim_step", lambda e, s, x, t, ss, eta, z: ddim_step(e, s, x, t, ss, eta, z), quiet=True)
     assert check("ddim_timesteps", ddim_timesteps, quiet=True)
     assert check("ddim_invert_step", invert_step_reference, quiet=True)
-    assert check("ddim_round_trip", lambda e, s, x0, n: (ddim_invert(e, s, x0, steps=n),
-                                                         ddim_sample(e, s, ddim_invert(e, s, x0, steps=n), steps=n)),
+    assert check("ddim_round_trip", lambda e, s, x0, n: (ddim_invert(e, s, x0, steps=n, spacing="leading"),
+                                                         ddim_sample(e, s, ddim_invert(e, s, x0, steps=n, spacing="leading"),
+                                                                     steps=n, spacing="leading")),
                  quiet=True)
     assert check("fewest_ddim_steps", fewest_ddim_steps_reference, quiet=True)
     assert check("score_from_eps_fn", score_from_eps_fn, quiet=True)
@@ -340,13 +513,48 @@ def test_wrong_code_is_caught_with_a_useful_message(name, wrong, words, capsys):
     assert "Hint:" in out, "every failure comes with a hint"
 
 
-def test_float32_coefficients_of_the_posterior_are_named(capsys):
-    """1 − ᾱ_t cancels in float32 at small t: the check names it (inputs of seed 1 show it)."""
-    result = check("q_posterior", lambda *a: posterior(*a, low_precision=True), seed=1)
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_float32_coefficients_of_the_posterior_are_named(seed, capsys):
+    """1 − ᾱ_t cancels in float32 at small t: the check names it whatever the seed (a fixed float32 case on the
+    linear schedule covers it when the random schedules do not)."""
+    result = check("q_posterior", lambda *a: posterior(*a, low_precision=True), seed=seed)
     assert not result.passed and "compute the coefficients in float32" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["ddpm_step", "ddim_round_trip", "train_and_sample", "noise_posterior_mean"])
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_fixed_cases_catch_what_random_ones_may_miss(seed):
+    """Whatever the seed: T not a multiple of the steps ("leading" spaced by T/steps) and fresh noise instead of the
+    given x_T are caught."""
+    float_spacing = check("ddim_timesteps", lambda T, S, sp: ([int(i * T / S) for i in range(S)] if sp == "leading"
+                                                                else ddim_timesteps_good(T, S, sp)), seed=seed, quiet=True)
+    assert not float_spacing.passed and "spaced them by T/steps" in float_spacing.message
+    fresh = check("fewest_ddim_steps", lambda e, s, x_T, *a: fewest_good(e, s, torch.randn(x_T.shape), *a),
+                  seed=seed, quiet=True)
+    assert not fresh.passed and "Do you start DDIM from the x_T you are given" in fresh.message
+
+
+def test_timesteps_of_any_integer_type_are_accepted():
+    assert check("ddim_timesteps", lambda *a: np.array(ddim_timesteps_good(*a)), quiet=True)
+    assert check("ddim_timesteps", lambda *a: [np.int64(t) for t in ddim_timesteps_good(*a)], quiet=True)
+    assert check("ddim_timesteps", lambda *a: torch.tensor(ddim_timesteps_good(*a)), quiet=True)
+    assert check("fewest_ddim_steps", lambda *a: None if fewest_good(*a) is None else np.int64(fewest_good(*a)),
+                 quiet=True)
+    floats = check("ddim_timesteps", lambda *a: [float(t) for t in ddim_timesteps_good(*a)], quiet=True)
+    assert not floats.passed and "(a float)" in floats.message and "integer type" in floats.message
+
+
+def test_compare_schedules_passes_differently_written_correct_code(capsys):
+    result = check("compare_schedules", compare_own_ddim, seed=1)
+    assert result.passed, capsys.readouterr().out
+
+
+def test_tweedie_passes_differently_written_correct_code():
+    assert check("tweedie_posterior_mean", tweedie_tensor, quiet=True)
+    assert check("tweedie_posterior_mean", tweedie_tensor, seed=5, quiet=True)
+
+
+@pytest.mark.parametrize("name", ["ddpm_step", "ddim_round_trip", "train_and_sample", "noise_posterior_mean",
+                                  "compare_schedules", "tweedie_posterior_mean"])
 def test_an_endless_loop_fails_within_the_time_limit(name, capsys):
     start = time.perf_counter()
     result = check(name, hang, timeout=0.5)

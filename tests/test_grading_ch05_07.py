@@ -218,7 +218,7 @@ GOOD.update({
 })
 
 WRONG += [
-    ("drop_labels", drop_in_place, "changed the caller's y in place"),
+    ("drop_labels", drop_in_place, "changed its input `y` in place"),
     ("drop_labels", drop_where_u_above, "u ≥ p_uncond"),
     ("drop_labels", drop_to_zero, "neither the original one nor the null label"),
     ("drop_labels", drop_bernoulli_other_order, "the rate of null labels is right"),
@@ -233,13 +233,13 @@ WRONG += [
     ("cfg_combine_paper", lambda c, u, w: good_cfg_paper(u, c, w), "swap ε_c and ε_u"),
     ("cfg_combine_paper", lambda c, u, w: (w - 1) * c - w * u, "w' − 1 instead of 1 + w'"),
     ("cfg_mode_stats", _mode_stats(good_cfg_paper), "the paper's convention"),
-    ("cfg_mode_stats", _mode_stats(good_cfg, null=False), "is ε_u computed with the null label?"),
+    ("cfg_mode_stats", _mode_stats(good_cfg, null=False), "no guidance at all (w = 1). Is ε_u computed with the null label"),
     ("cfg_mode_stats", _mode_stats(lambda c, u, w: good_cfg(u, c, w)), "ε_c and ε_u swapped"),
     ("cfg_mode_stats", _mode_stats(good_cfg, swap_out=True), "the order is (fraction, spread)"),
     ("cfg_mode_stats", lambda *a: good_mode_stats(*a)[0], "expected a pair"),
     ("sweet_spot", _sweet_spot(good_mode_stats, pick="largest"), "You picked the largest w"),
     ("sweet_spot", _sweet_spot(good_mode_stats, need_fraction=False), "return None"),
-    ("sweet_spot", lambda *a: str(good_sweet_spot(*a)), "value differs"),
+    ("sweet_spot", lambda *a: str(good_sweet_spot(*a)), "expected a number"),
 ]
 
 
@@ -486,3 +486,15 @@ def test_experiment_checks_are_quick(name):
 
 # The chapter 5–7 solution and exercise notebooks are graded in tests/test_exercises.py (one `grade` run
 # over every chapter: full marks for the solutions, zero for the untouched exercises, which run to their summary).
+
+
+def test_numbers_of_any_kind_are_accepted():
+    """A NumPy or torch number is as good as a Python float where a single number is asked for."""
+    import numpy as np
+
+    def as_numpy(*a):
+        w = good_sweet_spot(*a)
+        return None if w is None else np.float32(w)
+
+    assert check("sweet_spot", as_numpy, quiet=True)
+    assert check("fd_floor", lambda *a: np.float64(good_floor(*a)), quiet=True)

@@ -84,6 +84,28 @@ class GaussianMixture:
         r = self.responsibilities(x64)
         return (r @ self.means - x64) / self.std**2
 
+    def posterior_mean(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        r"""The exact :math:`\mathbb E[x_0\mid x_t]` when :math:`x_0` follows this mixture and
+        :math:`x_t = \sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,\varepsilon` (float64, shape ``(n, 2)``).
+
+        Each component is a Gaussian prior, so its posterior mean is linear in :math:`x_t`; the mixture's is their
+        average weighted by the responsibilities :math:`p(k\mid x_t)` of the noised mixture (`noised`):
+
+        .. math::
+
+            \mathbb E[x_0\mid x_t] = \sum_k p(k\mid x_t)\Big(\mu_k + \frac{\sigma^2\sqrt{\bar\alpha}}
+            {\bar\alpha\sigma^2 + 1-\bar\alpha}\big(x_t - \sqrt{\bar\alpha}\,\mu_k\big)\Big).
+
+        Computed without the score, it is the ground truth for Tweedie's formula
+        :math:`\mathbb E[x_0\mid x_t] = (x_t + (1-\bar\alpha)\nabla\log p_t(x_t))/\sqrt{\bar\alpha}` (chapter 4).
+        """
+        a = float(alpha_bar)
+        x = x_t.to(torch.float64)
+        r = self.noised(a).responsibilities(x)  # (n, K)
+        gain = self.std**2 * math.sqrt(a) / (a * self.std**2 + 1 - a)
+        per_component = self.means[None] + gain * (x[:, None, :] - math.sqrt(a) * self.means[None])  # (n, K, d)
+        return (r[..., None] * per_component).sum(1)
+
     def noised(self, alpha_bar: float) -> "GaussianMixture":
         r"""The marginal of :math:`x_t` when :math:`x_0` follows this mixture:
         means :math:`\sqrt{\bar\alpha}\mu_k`, std :math:`\sqrt{\bar\alpha\sigma^2 + 1-\bar\alpha}`."""

@@ -2,30 +2,30 @@ r"""Checks for chapter 1, *Fundamentals: the forward process* (``solutions/01_fu
 
 The learner's functions and the references they are compared with:
 
-================  ====================================================  =====================================
-exercise          learner's signature                                   reference
-================  ====================================================  =====================================
-linear_betas      ``linear_betas(T, beta_start, beta_end)``             `diffcourse.schedules.linear_betas`
-cosine_betas      ``cosine_betas(T, s, max_beta)``                      `diffcourse.schedules.cosine_betas`
-q_sample          ``q_sample(x0, t, eps, alpha_bars)``                  `NoiseSchedule.q_sample`
-q_step            ``q_step(x_prev, t, eps, betas)``                     `NoiseSchedule.q_step`
-run_chain         ``run_chain(x0, betas, generator)``                   the closed form's mean and variance
-snr               ``snr(alpha_bars)``                                   `NoiseSchedule.snr`
-steps_to_noise    ``steps_to_noise(name, threshold, T_max)``            `steps_to_noise_reference`
-================  ====================================================  =====================================
+==================  =======================================================  ===================================
+exercise            learner's signature                                      reference
+==================  =======================================================  ===================================
+linear_betas        ``linear_betas(T, beta_start, beta_end)``                `diffcourse.schedules.linear_betas`
+cosine_betas        ``cosine_betas(T, s, max_beta)``                         `diffcourse.schedules.cosine_betas`
+q_sample            ``q_sample(x0, t, eps, alpha_bars)``                     `NoiseSchedule.q_sample`
+q_step              ``q_step(x_prev, t, eps, betas)``                        `NoiseSchedule.q_step`
+run_chain           ``run_chain(x0, betas, generator)``                      the closed form's mean and variance
+derive_closed_form  ``derive_closed_form(betas)`` → (mean_coefs, variances)  sqrt(ᾱ_t) and 1 − ᾱ_t
+snr                 ``snr(alpha_bars)``                                      `NoiseSchedule.snr`
+steps_to_noise      ``steps_to_noise(name, threshold, T_max)``               `steps_to_noise_reference`
+==================  =======================================================  ===================================
 
 Timesteps are 0-based throughout, as in `diffcourse.schedules`.
 """
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from ..schedules import cosine_betas, linear_betas, make_schedule
-from .compare import describe, expect_like, expect_statistic, expect_tensor
+from .compare import as_int, as_pair, describe, expect_like, expect_statistic, expect_tensor
 from .core import CheckContext, Mismatch, register_check
 from .fixtures import Fn, batch, bcast, randint, random_schedule, uniform
 
@@ -34,6 +34,9 @@ CHAPTER = 1
 FLOAT64_HINT = ("Build the schedule in float64 (e.g. `torch.linspace(..., dtype=torch.float64)`): ᾱ_t is a "
                 "product of up to a thousand numbers close to 1, and float32 loses its small values.")
 # chapter 1's own wording (the learner's data is x0 here); chapters 2–4 use `fixtures.CAST_HINT`
+COMPOSE_FLOAT64_HINT = ("Keep m and v in float64 (start from torch.tensor(1.0, dtype=torch.float64), or Python floats, "
+                        "and build the result with dtype=torch.float64): after a thousand steps float32 has lost "
+                        "the small values at the end.")
 CAST_HINT = ("Cast the coefficients to the data's dtype (`.to(x0.dtype)`): a float64 schedule times float32 data "
              "gives float64, which a float32 network will refuse.")
 
@@ -236,6 +239,82 @@ def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
             f"N(sqrt(ᾱ_T)·x0, (1 − ᾱ_T)·I), ᾱ_T = {ab:.3f}.")
 
 
+# ----------------------------------------------------------------------------------------- (c') the derivation
+def _compose(betas: torch.Tensor, mean_factor: Callable[[float], float],
+             var_step: Callable[[float, float], float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run m ← mean_factor(β_t)·m, v ← var_step(β_t, v) from m = 1, v = 0; return m and v after every step (float64)."""
+    m, v, ms, vs = 1.0, 0.0, [], []
+    for b in betas.tolist():
+        m, v = mean_factor(b) * m, var_step(b, v)
+        ms.append(m)
+        vs.append(v)
+    return torch.tensor(ms, dtype=torch.float64), torch.tensor(vs, dtype=torch.float64)
+
+
+def _closed_form_mistakes(betas: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The known mistakes in composing q(x_t | x_{t−1}) = N(sqrt(α_t)·x_{t−1}, β_t·I) step by step:
+    (mistakes in the mean coefficients, mistakes in the variances), each with the values it gives."""
+    ab = torch.cumprod(1 - betas, 0)
+    before = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])  # ᾱ_{t−1}: the state *before* step t
+    mean = {
+        "multiply by sqrt(β_t) instead of sqrt(α_t) = sqrt(1 − β_t) (the product runs over the α's)":
+            torch.cumprod(betas, 0).sqrt(),
+        "forget the square root (m_t = α_t·m_{t−1} gives ᾱ_t, the factor of the variance, not of the mean)": ab,
+        "return the coefficient before each step instead of after it (off by one: start from m = 1, then append "
+        "after the update)": before.sqrt(),
+    }
+    var = {
+        "forget to scale the previous variance (v_t = v_{t−1} + β_t): scaling x_{t−1} by sqrt(α_t) scales its "
+        "variance by α_t": torch.cumsum(betas, 0),
+        "scale the previous variance by sqrt(α_t) instead of α_t (a variance scales with the *square* of the factor)":
+            _compose(betas, lambda b: 1.0, lambda b, v: math.sqrt(1 - b) * v + b)[1],
+        "add sqrt(β_t) instead of β_t (β_t already is a variance)":
+            _compose(betas, lambda b: 1.0, lambda b, v: (1 - b) * v + math.sqrt(b))[1],
+        "scale the previous variance by β_t instead of α_t": _compose(betas, lambda b: 1.0, lambda b, v: b * v + b)[1],
+        "return the variance before each step instead of after it (off by one)": 1 - before,
+        "return the standard deviation sqrt(1 − ᾱ_t) instead of the variance": (1 - ab).sqrt(),
+        "return ᾱ_t instead of 1 − ᾱ_t": ab,
+    }
+    return mean, var
+
+
+def _closed_form_cases(ctx: CheckContext) -> list[tuple[str, torch.Tensor]]:
+    """Schedules to compose: DDPM's, a cosine one (with its clipped last β = 0.999), random betas, one step."""
+    T = randint(ctx, 5, 300)
+    rand = torch.rand(randint(ctx, 2, 60), generator=ctx.gen, dtype=torch.float64) * 0.5 + 1e-3
+    return [("the linear schedule, T = 1000", linear_betas(1000)), (f"a cosine schedule, T = {T}", cosine_betas(T)),
+            (f"{len(rand)} random betas in (0.001, 0.5)", rand),
+            ("a single step", torch.tensor([uniform(ctx, 0.01, 0.9)], dtype=torch.float64))]
+
+
+@register_check("derive_closed_form", chapter=CHAPTER,
+                hint="Start from x_0 itself: m = 1, v = 0. For each β_t (t = 0 … T−1), with α_t = 1 − β_t: "
+                     "m ← sqrt(α_t)·m and v ← α_t·v + β_t; record m and v after each step. Return two float64 "
+                     "tensors of shape (T,).")
+def check_derive_closed_form(fn: Fn, ctx: CheckContext) -> str:
+    r"""The recursion :math:`m_t = \sqrt{\alpha_t}\,m_{t-1}`, :math:`v_t = \alpha_t v_{t-1} + \beta_t` from
+    :math:`m = 1, v = 0` must give :math:`m_t = \sqrt{\bar\alpha_t}` and :math:`v_t = 1 - \bar\alpha_t` (float64)."""
+    for description, betas in _closed_form_cases(ctx):
+        what = "derive_closed_form(betas)"
+        inputs = f"betas: {description} (float64)"
+        mean, var = as_pair(ctx.call(fn, betas, what=what), what, ("mean_coefs", "variances"))
+        ab = torch.cumprod(1 - betas, 0)
+        for name, out in (("mean coefficients", mean), ("variances", var)):
+            if isinstance(out, torch.Tensor) and out.shape == (len(betas) + 1,):
+                raise Mismatch(f"shape differs: your {name} have shape {tuple(out.shape)}, expected "
+                               f"({len(betas)},): one value per step.\n   inputs: {inputs}",
+                               hint="Leave out the starting values m = 1, v = 0 (that is x_0 itself, before any "
+                                    "step): record m and v after each update.")
+        mean_mistakes, var_mistakes = _closed_form_mistakes(betas)
+        expect_tensor(mean, ab.sqrt(), what=f"the mean coefficients from {what}", inputs=inputs, rtol=1e-9,
+                      atol=1e-12, dtype_hint=COMPOSE_FLOAT64_HINT, mistakes=mean_mistakes)
+        expect_tensor(var, 1 - ab, what=f"the variances from {what}", inputs=inputs, rtol=1e-9, atol=1e-12,
+                      dtype_hint=COMPOSE_FLOAT64_HINT, mistakes=var_mistakes)
+    return ("composing the one-step Gaussians gives mean coefficient sqrt(ᾱ_t) and variance 1 − ᾱ_t after every "
+            "step (linear and cosine schedules, random betas, a single step): q(x_t | x0) = "
+            "N(sqrt(ᾱ_t)·x0, (1 − ᾱ_t)·I).")
+
+
 # ----------------------------------------------------------------------------------------- (d) SNR
 @register_check("snr", chapter=CHAPTER,
                 hint="SNR(t) = ᾱ_t / (1 − ᾱ_t): the variance of the signal part sqrt(ᾱ_t)·x0 (for unit-variance "
@@ -282,17 +361,6 @@ def steps_to_noise_reference(name: str, threshold: float = 1e-3, T_max: int = 50
     return hi
 
 
-def _as_int_or_none(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_floating_point:
-        return int(value)
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    raise Mismatch(f"{what} returned {value!r:.60} ({type(value).__name__}); expected a whole number of steps "
-                   "(or None when no T up to T_max is enough).")
-
-
 @register_check("steps_to_noise", chapter=CHAPTER, timeout=30.0,
                 hint="Loop T = 1, 2, …, T_max; build make_schedule(name, T) and return the first T whose last "
                      "ᾱ (alpha_bars[-1]) is below threshold; return None after the loop.")
@@ -303,7 +371,8 @@ def check_steps_to_noise(fn: Fn, ctx: CheckContext) -> str:
     found = []
     for name, thr, T_max in cases:
         what = f"steps_to_noise({name!r}, threshold={thr:.3g}, T_max={T_max})"
-        got = _as_int_or_none(ctx.call(fn, name, thr, T_max, what=what), what)
+        got = as_int(ctx.call(fn, name, thr, T_max, what=what), what, allow_none=True,
+                     meaning="a whole number of steps (or None when no T up to T_max is enough)")
         expected = steps_to_noise_reference(name, thr, T_max)
         if got != expected:
             message = f"value differs: {what} gave {got}, expected {expected}."

@@ -1,13 +1,15 @@
 r"""Checks for chapter 2, *DDPM: the reverse process* (``solutions/02_ddpm.ipynb``).
 
-=================  =====================================================  ==========================================
-exercise           learner's signature                                    reference
-=================  =====================================================  ==========================================
-ddpm_loss          ``ddpm_loss(model, x0, t, eps, alpha_bars, target)``   `diffcourse.objectives.diffusion_loss`
-q_posterior        ``q_posterior(x0, xt, t, betas)`` → (mean, var)        `NoiseSchedule.q_posterior`
-ddpm_step          ``ddpm_step(eps_fn, schedule, x, t, noise, variance)`` `diffcourse.samplers.ddpm.ddpm_step`
-train_and_sample   ``train_and_sample(dataset, n, generator)``            sliced Wasserstein vs the data floor
-=================  =====================================================  ==========================================
+=================  =======================================================  =========================================
+exercise           learner's signature                                      reference
+=================  =======================================================  =========================================
+ddpm_loss          ``ddpm_loss(model, x0, t, eps, alpha_bars, target)``     `diffcourse.objectives.diffusion_loss`
+q_posterior        ``q_posterior(x0, xt, t, betas)`` → (mean, var)          `NoiseSchedule.q_posterior`
+ddpm_step          ``ddpm_step(eps_fn, schedule, x, t, noise, variance)``   `diffcourse.samplers.ddpm.ddpm_step`
+train_and_sample   ``train_and_sample(dataset, n, generator)``              sliced Wasserstein vs the data floor
+compare_schedules  ``compare_schedules(dataset, x_T, data, other, steps,   `schedule_ratios` (DDIM from x_T with the
+                   spacing)`` → (table, models)                             returned models), `schedule_fit_losses`
+=================  =======================================================  =========================================
 
 The networks the learner's code calls are `diffcourse.grading.fixtures.FakeEps`: cheap,
 deterministic functions of ``x`` *and* ``t``, so that calling one on the wrong input or at the
@@ -16,17 +18,19 @@ Timesteps are 0-based, as in `diffcourse.schedules`.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 import torch
 
 from ..data import toy2d
-from ..metrics import sw_floor_ratio
+from ..metrics import sliced_wasserstein, sw_floor_ratio
 from ..objectives import diffusion_loss
+from ..samplers.ddim import SPACINGS, ddim_sample
 from ..samplers.ddpm import ddpm_step as ddpm_step_reference
-from ..schedules import NoiseSchedule
-from .compare import describe, expect_close, expect_like, expect_tensor
+from ..schedules import NoiseSchedule, make_schedule
+from .compare import as_float, as_int, as_pair, describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
 from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule
 
@@ -176,22 +180,34 @@ def check_q_posterior(fn: Fn, ctx: CheckContext) -> str:
         xt = batch(ctx, tail, dtype, B=x0.shape[0])
         t = torch.randint(0, sched.T, (x0.shape[0],), generator=ctx.gen)
         t[0], t[1] = 0, sched.T - 1
-        what = "q_posterior(x0, xt, t, betas)"
-        inputs = (f"x0 {describe(x0)}, xt like x0, t = {t.tolist()}, betas of the {sched.name} schedule "
-                  f"with T = {sched.T} (float64)")
-        out = ctx.call(fn, x0.clone(), xt.clone(), t.clone(), sched.betas.clone(), what=what)
-        mean, var = _tensor_pair(out, what)
-        ref_mean, ref_var = sched.q_posterior(x0, xt, t)
-        tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
-        expect_tensor(mean, ref_mean, what=f"the mean from {what}", inputs=inputs, dtype_hint=CAST_HINT, **tol,
-                      mistakes=_posterior_mean_mistakes(sched, x0, xt, t))
-        if not isinstance(var, torch.Tensor):
-            expect_like(var, ref_var, what=f"the variance from {what}")
-        if var.shape != ref_var.shape and var.numel() == ref_var.numel() and var.ndim == 1:
-            var = var.reshape(ref_var.shape)  # (B,) is fine too
-        expect_tensor(var, ref_var, what=f"the variance from {what}", inputs=inputs, check_dtype=False, **tol,
-                      mistakes=_posterior_var_mistakes(sched, x0, t))
-    return "mean and variance match NoiseSchedule.q_posterior, t = 0 and T−1 included, float32 and float64."
+        _expect_q_posterior(fn, ctx, sched, x0, xt, t)
+    # A fixed case, whatever the seed: float32 data on DDPM's linear schedule at the first steps, where
+    # 1 − ᾱ_t ≈ β_t is tiny and coefficients computed in float32 lose their digits.
+    g = torch.Generator().manual_seed(ctx.seed)
+    x0, xt = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+    _expect_q_posterior(fn, ctx, make_schedule("linear", 1000), x0, xt, torch.tensor([0, 1, 2, 3, 10, 999]))
+    return ("mean and variance match NoiseSchedule.q_posterior, t = 0 and T−1 included, float32 and float64 "
+            "(also float32 at the first steps of the linear schedule).")
+
+
+def _expect_q_posterior(fn: Fn, ctx: CheckContext, sched: NoiseSchedule, x0: torch.Tensor, xt: torch.Tensor,
+                        t: torch.Tensor) -> None:
+    """Compare the learner's (mean, var) of q(x_{t−1} | x_t, x0) with `NoiseSchedule.q_posterior` on one batch."""
+    what = "q_posterior(x0, xt, t, betas)"
+    inputs = (f"x0 {describe(x0)}, xt like x0, t = {t.tolist()}, betas of the {sched.name} schedule "
+              f"with T = {sched.T} (float64)")
+    out = ctx.call(fn, x0, xt, t, sched.betas, what=what)
+    mean, var = _tensor_pair(out, what)
+    ref_mean, ref_var = sched.q_posterior(x0, xt, t)
+    tol = dict(rtol=1e-4, atol=1e-5) if x0.dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
+    expect_tensor(mean, ref_mean, what=f"the mean from {what}", inputs=inputs, dtype_hint=CAST_HINT, **tol,
+                  mistakes=_posterior_mean_mistakes(sched, x0, xt, t))
+    if not isinstance(var, torch.Tensor):
+        expect_like(var, ref_var, what=f"the variance from {what}")
+    if var.shape != ref_var.shape and var.numel() == ref_var.numel() and var.ndim == 1:
+        var = var.reshape(ref_var.shape)  # (B,) is fine too
+    expect_tensor(var, ref_var, what=f"the variance from {what}", inputs=inputs, check_dtype=False, **tol,
+                  mistakes=_posterior_var_mistakes(sched, x0, t))
 
 
 # ----------------------------------------------------------------------------------------- (c) one ancestral step
@@ -286,5 +302,259 @@ def check_train_and_sample(fn: Fn, ctx: CheckContext) -> str:
                        f"{EXPERIMENT_RATIO}× the floor.{note}",
                        hint="Train for more steps (1000–2000) or tune lr (2e-3 – 3e-3); sample from the EMA model "
                             "(result.ema_model) with the schedule train_toy_ddpm returned.")
+    again = ctx.call(fn, dataset, n, torch.Generator().manual_seed(ctx.seed), what=what)
+    if not (isinstance(again, torch.Tensor) and torch.equal(again.detach(), out.detach())):
+        raise Mismatch("not repeatable: two calls with generators seeded alike gave different samples.",
+                       hint="Draw every random number from the generator you are given: ddpm_sample(..., "
+                            "generator=generator); train_toy_ddpm is made repeatable by its own seed argument.")
     return (f"your samples are {ratio:.2f}× the data-vs-data floor from fresh data (sliced Wasserstein {dist:.4f} vs "
-            f"{floor:.4f}; goal ≤ {EXPERIMENT_RATIO}×).")
+            f"{floor:.4f}; goal ≤ {EXPERIMENT_RATIO}×), and a second call with the same seed repeats them exactly.")
+
+
+# ----------------------------------------------------------------------------------------- (e) comparing schedules
+SCHEDULE_NAMES = ("linear", "cosine")
+SCHEDULE_STEPS = (10, 50, 100)
+SCHEDULE_SPACING = "leading"  # fixed, so that only the schedule differs (trailing meets cosine's clipped last step)
+SCHEDULE_DATASET = "moons"
+SCHEDULE_N = 2000
+SCHEDULE_REFS = 4
+SCHEDULE_TRAINED_RATIO = 3.0  # at the most DDIM steps; an untrained network is > 10× the floor
+SCHEDULE_FIT_MARGIN = 1.03  # each model's L_simple on its own schedule beats the other model's by at least 3 %
+
+
+def schedule_ratios(eps_fn: Fn, schedule: NoiseSchedule, x_T: torch.Tensor, data: list[torch.Tensor],
+                    other: list[torch.Tensor], steps: tuple[int, ...] = SCHEDULE_STEPS, spacing: str | None = None,
+                    floor: float | None = None) -> dict[int, tuple[float, float, float, torch.Tensor]]:
+    r"""For every step count S: DDIM (η = 0, ``ddim_sample``'s default spacing unless ``spacing`` is given) from
+    ``x_T``, and its ``(ratio, distance, floor, samples)``, with
+    :math:`\text{ratio} = \tfrac1K\sum_k SW(x, \text{data}_k) \,/\, \tfrac1K\sum_k SW(\text{other}_k, \text{data}_k)`
+    — the numbers of ``sw_floor_ratio([x] * K, data, other)``, with the floor (if not given) computed once."""
+    if floor is None:
+        floor = sum(sliced_wasserstein(o, d) for o, d in zip(other, data)) / len(data)
+    spacing_kw = {} if spacing is None else {"spacing": spacing}
+    out = {}
+    with torch.no_grad():
+        for S in steps:
+            x = ddim_sample(eps_fn, schedule, x_T.clone(), steps=S, eta=0.0, **spacing_kw).float()
+            dist = sum(sliced_wasserstein(x, d) for d in data) / len(data)
+            out[S] = (dist / floor, dist, floor, x)
+    return out
+
+
+def _read_table(table: Any, what: str) -> dict[str, dict[int, float]]:
+    """The learner's table as {schedule name: {DDIM steps: ratio}} (ints and floats of any kind accepted)."""
+    if not isinstance(table, dict) or set(table) != set(SCHEDULE_NAMES):
+        keys = sorted(map(str, table)) if isinstance(table, dict) else type(table).__name__
+        raise Mismatch(f"the table from {what} should be a dict with the keys 'linear' and 'cosine'; got {keys}.",
+                       hint="table = {'linear': {10: …, 50: …, 100: …}, 'cosine': {…}}; return table, models.")
+    read = {}
+    for name, row in table.items():
+        if not isinstance(row, dict):
+            raise Mismatch(f"table[{name!r}] is a {type(row).__name__}; expected a dict {{DDIM steps: ratio}}.")
+        try:
+            row = {as_int(S, "key", meaning="a number of DDIM steps"): v for S, v in row.items()}
+        except Mismatch:
+            raise Mismatch(f"table[{name!r}] has the keys {list(row)!r:.80}; the keys are the numbers of DDIM steps "
+                           "themselves (ints: 10, 50, 100).", hint="table[name][S] = ratio, with S an int.") from None
+        if set(row) != set(SCHEDULE_STEPS):
+            raise Mismatch(f"table[{name!r}] has the step counts {sorted(row)}; expected {list(SCHEDULE_STEPS)}.")
+        read[name] = {S: as_float(v, f"table[{name!r}][{S}]") for S, v in row.items()}
+    return read
+
+
+def _read_models(models: Any, what: str) -> dict[str, tuple[Fn, NoiseSchedule]]:
+    """The learner's models as {name: (eps_fn, schedule)}, each schedule the named one of diffcourse, both with the
+    same T, and the linear one reaching noise (ᾱ_{T−1} < 1e-3)."""
+    if not isinstance(models, dict) or set(models) != set(SCHEDULE_NAMES):
+        raise Mismatch(f"the models from {what} should be a dict with the keys 'linear' and 'cosine'.",
+                       hint="models = {'linear': (eps_fn, schedule), 'cosine': (eps_fn, schedule)}.")
+    read = {}
+    for name, entry in models.items():
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and callable(entry[0])
+                and isinstance(getattr(entry[1], "betas", None), torch.Tensor)):
+            raise Mismatch(f"models[{name!r}] should be a pair (eps_fn, schedule): a function eps_fn(x, t) and the "
+                           "NoiseSchedule it was trained with.",
+                           hint="models[name] = (eps_fn(result.ema_model, schedule), schedule).")
+        sched = NoiseSchedule(entry[1].betas.detach().double().cpu(), name=name)
+        which = next((n for n in SCHEDULE_NAMES
+                      if torch.allclose(sched.betas, make_schedule(n, sched.T).betas, rtol=1e-6, atol=0)), None)
+        if which != name:
+            found = f"the {which} schedule" if which else "neither the linear nor the cosine schedule"
+            raise Mismatch(f"models[{name!r}] comes with {found} (T = {sched.T}).",
+                           hint=f"Build it with make_schedule({name!r}, T=1000) and train that model with it.")
+        read[name] = (entry[0], sched)
+    T = {name: s.T for name, (_, s) in read.items()}
+    if len(set(T.values())) > 1:
+        raise Mismatch(f"the two schedules have different lengths ({T}): compare them at the same T, so that only "
+                       "the schedule differs.", hint="Use make_schedule(name, T=1000) for both.")
+    end = float(read["linear"][1].alpha_bars[-1])
+    if end >= 1e-3:
+        raise Mismatch(f"with T = {T['linear']} the linear schedule ends at ᾱ = {end:.3g}: x_T is not noise, so "
+                       "sampling from N(0, I) starts where training never was (chapter 1: it needs 683 steps).",
+                       hint="Use T = 1000 for both schedules.")
+    return read
+
+
+def _expect_distinct(models: dict[str, tuple[Fn, NoiseSchedule]], ctx: CheckContext) -> None:
+    """The two noise predictors must be two networks: identical outputs mean one model was used twice."""
+    g = torch.Generator().manual_seed(ctx.seed)
+    T = models["linear"][1].T
+    x, t = torch.randn(256, 2, generator=g), torch.randint(0, T, (256,), generator=g)
+    with torch.no_grad():
+        a, b = (ctx.call(models[n][0], x, t, what=f"models[{n!r}][0](x, t)") for n in SCHEDULE_NAMES)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b):
+        raise Mismatch("your two noise predictors give identical outputs: one network stands for both schedules.",
+                       hint="Train one model per schedule: train_toy_ddpm(dataset, schedule=make_schedule(name, T=1000),"
+                            " …). Without schedule= it trains with its default schedule, and with the same seed "
+                            "the two runs give the very same network.")
+
+
+def schedule_fit_losses(models: dict[str, tuple[Fn, NoiseSchedule]], seed: int, n: int = 4096
+                        ) -> dict[tuple[str, str], float]:
+    r"""``{(model, schedule): L}``: each model's :math:`L_\text{simple} = \mathbb E\|\varepsilon - \hat\varepsilon(x_t, t)\|^2`
+    on the noise levels of each schedule, on one fixed batch of data, timesteps and noise."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = toy2d.sample(SCHEDULE_DATASET, n, generator=g)
+    T = models["linear"][1].T
+    t, eps = torch.randint(0, T, (n,), generator=g), torch.randn(n, 2, generator=g)
+    losses = {}
+    with torch.no_grad():
+        for m, (eps_fn, _) in models.items():
+            for s, (_, sched) in models.items():
+                pred = eps_fn(sched.q_sample(x0, t, eps), t)
+                losses[m, s] = float(((pred.double() - eps.double()) ** 2).mean())
+    return losses
+
+
+def _fit_problem(losses: dict[tuple[str, str], float], name: str) -> str | None:
+    """What is wrong if model ``name`` does not fit its own schedule's noise levels clearly better than the other
+    model does (a network learns the noise levels its schedule visits); ``None`` if it does."""
+    other = next(n for n in SCHEDULE_NAMES if n != name)
+    own, foreign = losses[name, name], losses[other, name]
+    if foreign > SCHEDULE_FIT_MARGIN * own:
+        return None
+    return (f"your {name!r} model does not fit the {name} schedule better than your {other!r} model: on its noise "
+            f"levels L_simple is {own:.4f} for the {name!r} model and {foreign:.4f} for the {other!r} one. Was each "
+            "model trained with its own schedule?")
+
+
+FIT_HINT = ("Pass schedule=make_schedule(name, T=1000) to train_toy_ddpm, and sample with that same schedule: a "
+            "network only learns the noise levels its schedule visits.")
+
+
+def _expect_own_schedule(losses: dict[tuple[str, str], float]) -> None:
+    """Each model must fit its own schedule's noise levels clearly better than the other model does."""
+    for name in SCHEDULE_NAMES:
+        problem = _fit_problem(losses, name)
+        if problem:
+            raise Mismatch(problem, hint=FIT_HINT)
+
+
+def _guarded(ctx: CheckContext, eps_fn: Fn, name: str) -> Fn:
+    """The learner's ε-function, called through ``ctx.call`` and required to return a tensor shaped like x."""
+    def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = ctx.call(eps_fn, x, t, what=f"models[{name!r}][0](x, t)")
+        return expect_like(out, x, what=f"models[{name!r}][0](x, t)").to(x.dtype)
+    return f
+
+
+def _table_mistake(name: str, S: int, got: float, ref: dict[str, dict], data: list[torch.Tensor],
+                   other: list[torch.Tensor], models: dict[str, tuple[Fn, NoiseSchedule]], x_T: torch.Tensor
+                   ) -> str | None:
+    """Name the mistake behind a wrong table entry, if it is a known one."""
+    ratio, dist, floor, x = ref[name][S]
+    twin = next(n for n in SCHEDULE_NAMES if n != name)
+
+    def near(v: float) -> bool:
+        return math.isclose(got, v, rel_tol=1e-3, abs_tol=1e-6)
+
+    candidates = [
+        (lambda: dist, "report the distance itself: the table holds distance / floor"),
+        (lambda: 1 / ratio, "divide the floor by the distance: the ratio is distance / floor (1 is the floor)"),
+        (lambda: ref[twin][S][0], f"swap the rows: that is the {twin} model's number"),
+        *[(lambda S2=S2: ref[name][S2][0], f"put the {S2}-step number under {S}")
+          for S2 in SCHEDULE_STEPS if S2 != S],
+        (lambda: sw_floor_ratio([x], data[:1], other[:1])[0],
+         "compare with data[0] only: average the distance and the floor over all K pairs"),
+    ]
+    default = inspect.signature(ddim_sample).parameters["spacing"].default
+    candidates += [(lambda sp=sp: schedule_ratios(*models[name], x_T, data, other, (S,), sp, floor)[S][0],
+                    f"sample with spacing={sp!r}" + (" (ddim_sample's default)" if sp == default else "")
+                    + f": pass the spacing you are given, spacing={SCHEDULE_SPACING!r}")
+                   for sp in SPACINGS if sp != SCHEDULE_SPACING]
+    return next((text for value, text in candidates if near(value())), None)
+
+
+def _expect_table(table: dict[str, dict[int, float]], ref: dict[str, dict], data: list[torch.Tensor],
+                  other: list[torch.Tensor], models: dict[str, tuple[Fn, NoiseSchedule]], x_T: torch.Tensor) -> None:
+    """Every number of the learner's table must be the ratio recomputed from the returned model and x_T."""
+    for name in SCHEDULE_NAMES:
+        for S in SCHEDULE_STEPS:
+            got, expected = table[name][S], ref[name][S][0]
+            if math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-6):
+                continue
+            message = (f"table[{name!r}][{S}] is {got:.4g}, but DDIM with {S} steps ({SCHEDULE_SPACING} spacing) from "
+                       f"the given x_T, with the {name} model you returned, is {expected:.4g}× the floor.")
+            mistake = _table_mistake(name, S, got, ref, data, other, models, x_T)
+            message += (f"\n   Your number is exactly what you get if you {mistake}." if mistake else
+                        "\n   Is every run started from the given x_T, deterministically (η = 0)? With fresh noise "
+                        "a number cannot be checked.")
+            raise Mismatch(message, hint="For each S: x = ddim_sample(eps_fn, schedule, x_T.clone(), steps=S, "
+                                         "spacing=spacing); table[name][S] = sw_floor_ratio([x] * len(data), data, "
+                                         "other)[0].")
+
+
+def _expect_trained(ref: dict[str, dict], losses: dict[tuple[str, str], float]) -> None:
+    """Both models must be trained: within `SCHEDULE_TRAINED_RATIO` × the floor at the most DDIM steps. When a model
+    also fits the other schedule better, the message says so: sampling it with its own schedule goes wrong."""
+    S = max(SCHEDULE_STEPS)
+    for name in SCHEDULE_NAMES:
+        ratio = ref[name][S][0]
+        if ratio <= SCHEDULE_TRAINED_RATIO:
+            continue
+        problem = _fit_problem(losses, name)
+        raise Mismatch(f"your {name} model's samples are far from the data: even with {S} DDIM steps they are "
+                       f"{ratio:.2f}× the data-vs-data floor (it should be ≤ {SCHEDULE_TRAINED_RATIO:g}×)."
+                       + (f"\n   And {problem}" if problem else " Is it trained enough?"),
+                       hint=FIT_HINT if problem else "Train each model for about 1000 steps (lr 3e-3, batch size "
+                                                     "256) and sample from result.ema_model.")
+
+
+def schedule_inputs(seed: int) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """``(x_T, data, other)`` for the schedule comparison: one start noise and two lists of K independent data sets."""
+    g = torch.Generator().manual_seed(seed)
+    draws = [toy2d.sample(SCHEDULE_DATASET, SCHEDULE_N, generator=g) for _ in range(2 * SCHEDULE_REFS)]
+    return torch.randn(SCHEDULE_N, 2, generator=g), draws[0::2], draws[1::2]
+
+
+@register_check("compare_schedules", chapter=CHAPTER, timeout=300.0,
+                hint="For name in ('linear', 'cosine'): schedule = make_schedule(name, T=1000); result, _ = "
+                     "train_toy_ddpm(dataset, schedule=schedule, steps=1000, batch_size=256, progress=False); "
+                     "f = eps_fn(result.ema_model, schedule); for S in steps: x = ddim_sample(f, schedule, "
+                     "x_T.clone(), steps=S, spacing=spacing) and table[name][S] = sw_floor_ratio([x] * len(data), "
+                     "data, other)[0]; models[name] = (f, schedule). Return table, models.")
+def check_compare_schedules(fn: Fn, ctx: CheckContext) -> str:
+    r"""Every ``table[name][S]`` must be :math:`\overline{SW}(\text{DDIM}_S(x_T), \text{data}) /
+    \overline{SW}(\text{other}, \text{data})` recomputed with the returned model; both models trained (≤ 3× the floor at
+    100 steps), each on its own schedule (lower :math:`L_\text{simple}` on its noise levels than the other model)."""
+    x_T, data, other = schedule_inputs(ctx.seed)
+    what = f"compare_schedules({SCHEDULE_DATASET!r}, x_T, data, other, {SCHEDULE_STEPS}, {SCHEDULE_SPACING!r})"
+    out = ctx.call(fn, SCHEDULE_DATASET, x_T, data, other, SCHEDULE_STEPS, SCHEDULE_SPACING, what=what)
+    table, models = as_pair(out, what, ("table", "models"))
+    table = _read_table(table, what)
+    models = {name: (_guarded(ctx, f, name), sched) for name, (f, sched) in _read_models(models, what).items()}
+    _expect_distinct(models, ctx)
+    floor = sum(sliced_wasserstein(o, d) for o, d in zip(other, data)) / len(data)
+    ref = {name: schedule_ratios(f, sched, x_T, data, other, spacing=SCHEDULE_SPACING, floor=floor)
+           for name, (f, sched) in models.items()}
+    _expect_table(table, ref, data, other, models, x_T)
+    losses = schedule_fit_losses(models, ctx.seed)
+    _expect_trained(ref, losses)
+    _expect_own_schedule(losses)
+    rows = "; ".join(f"{name}: " + " / ".join(f"{ref[name][S][0]:.2f}" for S in SCHEDULE_STEPS)
+                     for name in SCHEDULE_NAMES)
+    fit = ", ".join(f"{n} {losses[n, n]:.3f} vs {losses[next(o for o in SCHEDULE_NAMES if o != n), n]:.3f}"
+                    for n in SCHEDULE_NAMES)
+    return (f"every number recomputes from your models and x_T — {rows} (× the data-vs-data floor at "
+            f"{' / '.join(map(str, SCHEDULE_STEPS))} DDIM steps); each model fits its own schedule best "
+            f"(L_simple on it: {fit}).")

@@ -16,7 +16,7 @@ fewest_ddim_steps   ``fewest_ddim_steps(eps_fn, schedule, x_T, data, floor,   `f
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
@@ -26,7 +26,7 @@ from ..samplers.ddim import ddim_invert, ddim_sample
 from ..samplers.ddim import ddim_step as ddim_step_reference
 from ..samplers.ddim import ddim_timesteps as ddim_timesteps_reference
 from ..schedules import NoiseSchedule, make_schedule
-from .compare import describe, expect_tensor
+from .compare import as_int, as_int_list, describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
 from .fixtures import CAST_HINT, FakeEps, Fn, batch, exact_eps_fn, randint, random_schedule, uniform
 
@@ -112,39 +112,19 @@ def check_ddim_step(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (b) the spacing
-def _as_int_list(value: Any, what: str) -> list[int]:
-    if isinstance(value, torch.Tensor):
-        if value.dtype.is_floating_point or value.ndim != 1:
-            raise Mismatch(f"{what} returned a tensor {describe(value)}; expected a list of whole numbers.",
-                           hint="Return a list of ints, e.g. [int(v) for v in ...].")
-        return [int(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        out = []
-        for v in value:
-            if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.dtype.is_floating_point:
-                v = int(v)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise Mismatch(f"{what} returned a list holding {v!r} ({type(v).__name__}); timesteps are whole "
-                               "numbers (indices 0 … T−1).", hint="Convert with int(...) (int() rounds down).")
-            out.append(v)
-        return out
-    if value is None:
-        raise Mismatch(f"{what} returned None.", hint="Did you forget the `return` statement?")
-    raise Mismatch(f"{what} returned a {type(value).__name__}; expected a list of ints.")
-
-
 @register_check("ddim_timesteps", chapter=CHAPTER,
                 hint="leading: [i·c for i in range(steps)] with c = T // steps; trailing: sorted(round(T − k·T/steps) − 1 "
                      "for k in range(steps)); quadratic: int((k·sqrt(0.8·T)/(steps − 1))²), then "
                      "ts[k] = max(ts[k], ts[k−1] + 1); [0] when steps == 1. Increasing order.")
 def check_ddim_timesteps(fn: Fn, ctx: CheckContext) -> str:
-    cases = [(1000, 10, "leading"), (1000, 10, "trailing"), (1000, 20, "quadratic"), (100, 40, "quadratic"),
+    cases = [(1000, 10, "leading"), (1000, 30, "leading"), (1000, 10, "trailing"), (1000, 20, "quadratic"),
+             (100, 40, "quadratic"),
              (randint(ctx, 50, 999), randint(ctx, 3, 30), "leading"),
              (randint(ctx, 50, 999), randint(ctx, 3, 30), "trailing"),
              (randint(ctx, 50, 999), randint(ctx, 3, 30), "quadratic"), (randint(ctx, 10, 99), 1, "quadratic")]
     for T, steps, spacing in cases:
         what = f"ddim_timesteps({T}, {steps}, {spacing!r})"
-        got = _as_int_list(ctx.call(fn, T, steps, spacing, what=what), what)
+        got = as_int_list(ctx.call(fn, T, steps, spacing, what=what), what, meaning="timesteps (indices 0 … T−1)")
         expected = ddim_timesteps_reference(T, steps, spacing)
         if got == expected:
             continue
@@ -165,7 +145,8 @@ def check_ddim_timesteps(fn: Fn, ctx: CheckContext) -> str:
         elif len(got) != len(expected):
             message += f"\n   You returned {len(got)} timesteps; there should be steps = {steps}."
         raise Mismatch(message)
-    return "leading, trailing and quadratic spacings (T = 1000 and random T, steps = 1 … 40) match."
+    return ("leading, trailing and quadratic spacings (T = 1000 and random T, steps = 1 … 40, T not always a "
+            "multiple of steps) match.")
 
 
 def _short(ts: Sequence[int]) -> str:
@@ -231,7 +212,8 @@ def check_ddim_invert_step(fn: Fn, ctx: CheckContext) -> str:
 @register_check("ddim_round_trip", chapter=CHAPTER, timeout=30.0,
                 hint="ts = ddim_timesteps(schedule.T, steps) (leading); from x = x0 and s = −1 apply "
                      "x = ddim_invert_step(eps_fn, schedule, x, s, t) for t in ts (increasing), s = t; then "
-                     "x0_rec = ddim_sample(eps_fn, schedule, x_T, steps=steps, eta=0.0). Return (x_T, x0_rec).")
+                     "x0_rec = ddim_sample(eps_fn, schedule, x_T, steps=steps, eta=0.0, spacing='leading') (the same timesteps "
+                     "both ways; the package's default is 'trailing'). Return (x_T, x0_rec).")
 def check_ddim_round_trip(fn: Fn, ctx: CheckContext) -> str:
     for tail, steps in [((2,), randint(ctx, 5, 20)), ((1, 4, 4), randint(ctx, 3, 10))]:
         sched = make_schedule(["linear", "cosine"][randint(ctx, 0, 1)], randint(ctx, 100, 400))
@@ -244,8 +226,8 @@ def check_ddim_round_trip(fn: Fn, ctx: CheckContext) -> str:
             raise Mismatch(f"{what} returned a {type(out).__name__}; expected a pair (x_T, x0_rec).",
                            hint="End with `return x_T, x0_rec`.")
         xT, rec = out
-        ref_xT = ddim_invert(eps_fn, sched, x0, steps=steps)
-        ts = ddim_timesteps_reference(sched.T, steps)
+        ref_xT = ddim_invert(eps_fn, sched, x0, steps=steps, spacing="leading")
+        ts = ddim_timesteps_reference(sched.T, steps, "leading")
         wrong = {}
         # the loop started at the first timestep instead of from x_0 (s = -1): one step fewer
         x = x0
@@ -260,9 +242,10 @@ def check_ddim_round_trip(fn: Fn, ctx: CheckContext) -> str:
             x = math.sqrt(a_t) * (x - math.sqrt(1 - a_s) * e) / math.sqrt(a_s) + math.sqrt(1 - a_t) * e
         wrong["predict the noise at t instead of s in every step"] = x
         expect_tensor(xT, ref_xT, what=f"x_T from {what}", inputs=inputs, rtol=1e-4, atol=1e-4, mistakes=wrong)
-        ref_rec = ddim_sample(eps_fn, sched, xT.detach().clone(), steps=steps, eta=0.0)
+        ref_rec = ddim_sample(eps_fn, sched, xT.detach().clone(), steps=steps, eta=0.0, spacing="leading")
         expect_tensor(rec, ref_rec, what=f"x0_rec from {what}", inputs=inputs, rtol=1e-4, atol=1e-4, mistakes={
-            "decode with a different spacing (use the same timesteps both ways: the default 'leading')":
+            "decode with a different spacing (use the same timesteps both ways: pass spacing='leading' to ddim_sample, "
+            "whose default is 'trailing')":
                 ddim_sample(eps_fn, sched, xT.detach().clone(), steps=steps, eta=0.0, spacing="trailing"),
             "return x0 itself instead of decoding x_T": x0,
         })
@@ -294,22 +277,46 @@ def check_fewest_ddim_steps(fn: Fn, ctx: CheckContext) -> str:
     floor = sliced_wasserstein(data, other)
     x_T = torch.randn(n, 2, generator=ctx.gen)
     found = []
-    for candidates, ratio in [((10, 20, 50), 1.5), ((5, 10, 20), round(uniform(ctx, 2.0, 4.0), 2)),
-                              ((2, 3), 1.2), ((50, 100), round(uniform(ctx, 1.3, 1.8), 2))]:
+    # first a start that is not N(0, I) (shrunk: worse samples), whose answer only code that uses x_T gets right
+    for candidates, ratio, start in [((10, 20, 50), _shrunk_ratio(eps_fn, sched, x_T, data, floor), 0.25 * x_T),
+                                     ((10, 20, 50), 1.5, x_T),
+                                     ((5, 10, 20), round(uniform(ctx, 2.0, 4.0), 2), x_T),
+                                     ((2, 3), 1.2, x_T), ((50, 100), round(uniform(ctx, 1.3, 1.8), 2), x_T)]:
         what = f"fewest_ddim_steps(eps_fn, schedule, x_T, data, floor, candidates={candidates}, ratio={ratio})"
-        got = ctx.call(fn, eps_fn, sched, x_T.clone(), data.clone(), floor, candidates, ratio, what=what)
-        expected = fewest_ddim_steps_reference(eps_fn, sched, x_T, data, floor, candidates, ratio)
-        if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.dtype.is_floating_point:
-            got = int(got)
+        got = as_int(ctx.call(fn, eps_fn, sched, start.clone(), data, floor, candidates, ratio, what=what), what,
+                     allow_none=True, meaning="a number of steps (or None)")
+        expected = fewest_ddim_steps_reference(eps_fn, sched, start, data, floor, candidates, ratio)
         if got != expected:
-            message = f"value differs: {what} gave {got!r}, expected {expected!r}."
-            if expected is None:
-                message += "\n   None of the candidates is good enough here: return None after the loop."
-            elif got is not None and got in candidates and candidates.index(got) > candidates.index(expected):
-                message += "\n   A smaller number of steps already passes: return the *first* candidate that does."
-            elif got is not None and got in candidates:
-                message += ("\n   Yours stops too early: is the test `sliced_wasserstein(samples, data) <= ratio * floor`"
-                            " with η = 0 (deterministic) samples started from the given x_T?")
-            raise Mismatch(message)
+            _fewest_mismatch(what, got, expected, candidates, shrunk=start is not x_T)
         found.append(f"{candidates} at {ratio}× → {expected}")
-    return "the same answers as the reference: " + "; ".join(found) + "."
+    return (f"the same answers as the reference: from a shrunken x_T (0.25·N(0, I)) {found[0]}; then "
+            + "; ".join(found[1:]) + ".")
+
+
+def _shrunk_ratio(eps_fn: Fn, schedule: NoiseSchedule, x_T: torch.Tensor, data: torch.Tensor, floor: float) -> float:
+    """A ratio that 10 DDIM steps from ``x_T`` reach but no candidate (10, 20, 50) from ``0.25·x_T`` does: halfway
+    between the two (the gap is about 0.6× the floor, far more than a fresh draw of the start noise moves it)."""
+    def ratio(start: torch.Tensor, steps: int) -> float:
+        return sliced_wasserstein(ddim_sample(eps_fn, schedule, start.clone(), steps=steps, eta=0.0), data) / floor
+
+    return round((ratio(x_T, 10) + min(ratio(0.25 * x_T, S) for S in (10, 20, 50))) / 2, 2)
+
+
+def _fewest_mismatch(what: str, got: int | None, expected: int | None, candidates: Sequence[int],
+                     shrunk: bool) -> None:
+    """Raise the `Mismatch` that explains a wrong answer of ``fewest_ddim_steps`` (``shrunk``: the case whose x_T is
+    0.25·N(0, I), from which no candidate passes)."""
+    message = f"value differs: {what} gave {got!r}, expected {expected!r}."
+    if shrunk and expected is None:
+        message += ("\n   Here x_T is 0.25·N(0, I), a start that is not pure noise, and from it no candidate reaches "
+                    "the ratio. Do you start DDIM from the x_T you are given (ddim_sample(eps_fn, schedule, "
+                    "x_T.clone(), steps=steps, eta=0.0)), not from fresh noise — and return None when no candidate "
+                    "passes?")
+    elif expected is None:
+        message += "\n   None of the candidates is good enough here: return None after the loop."
+    elif got is not None and got in candidates and candidates.index(got) > candidates.index(expected):
+        message += "\n   A smaller number of steps already passes: return the *first* candidate that does."
+    elif got is not None and got in candidates:
+        message += ("\n   Yours stops too early: is the test `sliced_wasserstein(samples, data) <= ratio * floor`"
+                    " with η = 0 (deterministic) samples started from the given x_T?")
+    raise Mismatch(message)

@@ -1,15 +1,16 @@
 r"""Checks for chapter 4, *Score-based models and SDEs* (``solutions/04_score_sde.ipynb``).
 
-=====================  ====================================================  ==============================================
-exercise               learner's signature                                   reference
-=====================  ====================================================  ==============================================
-score_from_eps_fn      ``score_from_eps_fn(eps_fn, sde)`` → score(x, t)      `diffcourse.samplers.sde.score_from_eps_fn`
-dsm_loss               ``dsm_loss(score_fn, x0, t, eps, alpha_bars)``         E‖s(x_t, t) + ε/sqrt(1 − ᾱ_t)‖² (`dsm_loss_reference`)
-langevin_step          ``langevin_step(score_fn, x, delta, z)``              x + (δ/2)·s(x) + sqrt(δ)·z
-reverse_sde_step       ``reverse_sde_step(score_fn, sde, x, t, dt, z)``      one step of `euler_maruyama` on the reverse VP SDE
-pf_ode_drift           ``pf_ode_drift(score_fn, sde, x, t)``                 f − ½g²·s (the velocity of `probability_flow_ode_sample`)
-noise_posterior_mean   ``noise_posterior_mean(x, x0_samples, alpha_bar)``    E[ε | x_t = x] by self-normalised weights
-=====================  ====================================================  ==============================================
+======================  ====================================================  ==============================================
+exercise                learner's signature                                   reference
+======================  ====================================================  ==============================================
+score_from_eps_fn       ``score_from_eps_fn(eps_fn, sde)`` → score(x, t)      `diffcourse.samplers.sde.score_from_eps_fn`
+dsm_loss                ``dsm_loss(score_fn, x0, t, eps, alpha_bars)``         E‖s(x_t, t) + ε/sqrt(1 − ᾱ_t)‖² (`dsm_loss_reference`)
+langevin_step           ``langevin_step(score_fn, x, delta, z)``              x + (δ/2)·s(x) + sqrt(δ)·z
+reverse_sde_step        ``reverse_sde_step(score_fn, sde, x, t, dt, z)``      one step of `euler_maruyama` on the reverse VP SDE
+pf_ode_drift            ``pf_ode_drift(score_fn, sde, x, t)``                 f − ½g²·s (the velocity of `probability_flow_ode_sample`)
+noise_posterior_mean    ``noise_posterior_mean(x, x0_samples, alpha_bar)``    E[ε | x_t = x] by self-normalised weights
+tweedie_posterior_mean  ``tweedie_posterior_mean(score_fn, x_t, alpha_bar)``  exact E[x0 | x_t] (`GaussianMixture.posterior_mean`)
+======================  ====================================================  ==============================================
 
 Continuous times ``t`` lie in (0, 1]; `VPSDE` maps them to the discrete steps of a `NoiseSchedule`.
 """
@@ -21,11 +22,13 @@ from typing import Any
 import torch
 
 from ..data import toy2d
+from ..data.toy2d import GaussianMixture
 from ..samplers.sde import VPSDE, euler_maruyama
 from ..samplers.sde import score_from_eps_fn as score_from_eps_fn_reference
 from .compare import describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule, uniform
+from .fixtures import (CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_mixture, random_schedule,
+                       uniform)
 
 CHAPTER = 4
 
@@ -309,3 +312,61 @@ def check_noise_posterior_mean(fn: Fn, ctx: CheckContext) -> str:
         worst = max(worst, float((ref[1:] - exact).norm(dim=1).max()))
     return (f"matches the weighted estimate of E[ε | x_t] (far-out points included); it agrees with "
             f"−sqrt(1 − ᾱ)·∇log p_t(x) to within {worst:.3f}: the score–noise equivalence.")
+
+
+# ----------------------------------------------------------------------------------------- (g) Tweedie's formula
+def _tweedie_mistakes(x: torch.Tensor, s: torch.Tensor, a: float) -> dict[str, torch.Tensor]:
+    """The known mistakes in E[x0 | x_t] = (x_t + (1 − ᾱ)·∇log p_t(x_t))/sqrt(ᾱ), each with the value it gives."""
+    x, s = x.double(), s.double()
+    return {
+        "divide by ᾱ instead of sqrt(ᾱ) (x_t = sqrt(ᾱ)·x0 + …: undo the square root)": (x + (1 - a) * s) / a,
+        "scale the score by sqrt(1 − ᾱ) instead of 1 − ᾱ (sqrt(1 − ᾱ) is the noise's standard deviation; the "
+        "score term needs its variance)": (x + math.sqrt(1 - a) * s) / math.sqrt(a),
+        "subtract the score term (the score points towards the data: move along it, x_t + (1 − ᾱ)·score)":
+            (x - (1 - a) * s) / math.sqrt(a),
+        "forget to divide by sqrt(ᾱ) (that is E[sqrt(ᾱ)·x0 | x_t], still at the scale of x_t)": x + (1 - a) * s,
+        "multiply by sqrt(ᾱ) instead of dividing": math.sqrt(a) * (x + (1 - a) * s),
+        "use ᾱ where the formula has 1 − ᾱ": (x + a * s) / math.sqrt(a),
+        "leave out the score term (x_t/sqrt(ᾱ) undoes the scaling but not the noise)": x / math.sqrt(a),
+        "return the noise −sqrt(1 − ᾱ)·score instead of the denoised x0": -math.sqrt(1 - a) * s,
+    }
+
+
+TWEEDIE_DTYPE_HINT = ("Return the dtype of x_t: with ᾱ a Python float (math.sqrt(alpha_bar)) the arithmetic stays "
+                      "in x_t's dtype; a float64 tensor made from ᾱ would turn float32 data into float64.")
+
+
+def _tweedie_cases(ctx: CheckContext) -> list[tuple[GaussianMixture, float, torch.dtype]]:
+    """Mixtures, noise levels and dtypes: ᾱ stays away from 0.5, where ᾱ and 1 − ᾱ would coincide."""
+    return [(toy2d.mixture("8gaussians"), 0.3, torch.float32),
+            (random_mixture(ctx), uniform(ctx, 0.6, 0.9), torch.float32),
+            (random_mixture(ctx), uniform(ctx, 0.05, 0.2), torch.float64)]
+
+
+@register_check("tweedie_posterior_mean", chapter=CHAPTER,
+                hint="Tweedie: E[x0 | x_t] = (x_t + (1 − ᾱ)·score_fn(x_t))/sqrt(ᾱ) — add the score scaled by the "
+                     "noise *variance* 1 − ᾱ (that denoises x_t), then undo the scaling sqrt(ᾱ) of x0. ᾱ is a float: "
+                     "use math.sqrt.")
+def check_tweedie_posterior_mean(fn: Fn, ctx: CheckContext) -> str:
+    r"""Tweedie: :math:`\mathbb E[x_0\mid x_t] = (x_t + (1-\bar\alpha)\nabla\log p_t(x_t))/\sqrt{\bar\alpha}` against the
+    exact posterior mean of Gaussian mixtures (`GaussianMixture.posterior_mean`, computed without the score)."""
+    worst = 0.0
+    for gm, ab, dtype in _tweedie_cases(ctx):
+        noisy = gm.noised(ab)
+        x = noisy.sample(randint(ctx, 6, 12), torch.Generator().manual_seed(randint(ctx, 0, 10**6))).to(dtype)
+
+        def score_fn(z: torch.Tensor, noisy: GaussianMixture = noisy) -> torch.Tensor:
+            return noisy.score(z).to(z.dtype)
+
+        what = f"tweedie_posterior_mean(score_fn, x_t, alpha_bar={ab:.3f})"
+        inputs = f"x_t {describe(x)} from a mixture of {len(gm.means)} Gaussians (std {gm.std:.3g}) noised to ᾱ = {ab:.3f}"
+        out = ctx.call(fn, score_fn, x, ab, what=what)
+        ref = gm.posterior_mean(x, ab)  # exact, from responsibilities and per-component posteriors: no score
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-10)
+        expect_tensor(out, ref.to(dtype), what=what, inputs=inputs, dtype_hint=TWEEDIE_DTYPE_HINT, **tol,
+                      mistakes=_tweedie_mistakes(x, score_fn(x), ab))
+        eps = (x.double() - math.sqrt(ab) * out.detach().double()) / math.sqrt(1 - ab)
+        worst = max(worst, float((eps + math.sqrt(1 - ab) * noisy.score(x)).abs().max()))
+    return ("matches the exact posterior mean Σ_k p(k | x_t)·E[x0 | x_t, k] of three mixtures (ᾱ from 0.05 to 0.9, "
+            "float32 and float64); the noise it implies, (x_t − sqrt(ᾱ)·x̂0)/sqrt(1 − ᾱ), equals "
+            f"−sqrt(1 − ᾱ)·∇log p_t(x_t) to {worst:.1e}: predicting the noise is predicting the score.")

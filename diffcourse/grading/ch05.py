@@ -33,21 +33,13 @@ from ..samplers.guidance import classifier_guided_eps, classifier_log_prob_grad
 from ..schedules import NoiseSchedule, make_schedule
 from .compare import as_float, describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import Fn, randint, uniform
+from .fixtures import Fn, randint, random_mixture, uniform  # random_mixture: once defined here
 
 CHAPTER = 5
 
 # chapter 5's own wording (ᾱ_t comes as a number or a tensor here), not `fixtures.CAST_HINT`
 CAST_HINT = ("Cast ᾱ_t to the dtype of eps (`torch.as_tensor(alpha_bar_t, dtype=eps.dtype)`): a float64 ᾱ times "
              "float32 noise gives float64, which the sampler then mixes with float32 images.")
-
-
-def random_mixture(ctx: CheckContext) -> GaussianMixture:
-    """A random isotropic 2D mixture: 3–6 components, spread-out means, std 0.2–0.5, unequal weights."""
-    K = randint(ctx, 3, 6)
-    means = 2.0 * torch.randn(K, 2, generator=ctx.gen, dtype=torch.float64)
-    weights = 0.3 + torch.rand(K, generator=ctx.gen, dtype=torch.float64)
-    return GaussianMixture(means, std=uniform(ctx, 0.2, 0.5), weights=weights)
 
 
 def _mixture_text(gm: GaussianMixture) -> str:

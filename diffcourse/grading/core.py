@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -190,9 +191,15 @@ class CheckContext:
         self.gen = torch.Generator().manual_seed(seed)
 
     def call(self, fn: Callable[..., Any], *args: Any, what: str | None = None, **kwargs: Any) -> Any:
-        """Call the learner's ``fn``; turn any exception into a `Mismatch` that explains it."""
+        """Call the learner's ``fn``; turn any exception into a `Mismatch` that explains it.
+
+        Every tensor argument (also inside a list, tuple or dict, and the tensor attributes of a plain
+        object such as a `NoiseSchedule`) is copied before the call and compared afterwards: a function
+        that changed its input in place fails, naming the input.
+        """
+        snapshots = _snapshot_inputs(fn, args, kwargs)
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
         except NotImplementedError as exc:
             hint = "Replace the `raise NotImplementedError(...)` line with your code, run that cell, then this one."
             text = str(exc)
@@ -209,6 +216,74 @@ class CheckContext:
                 f"your function raised {type(exc).__name__} when called as {call}:\n"
                 f"   {type(exc).__name__}: {exc}" + (f"\n   at {where}" if where else "")
             ) from None
+        _expect_inputs_unchanged(snapshots, what or f"{_fn_name(fn)}(...)")
+        return out
+
+
+def _named_inputs(fn: Callable[..., Any], args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
+    """``(name, value)`` for every argument of a call of ``fn``, named by its parameter where the signature says."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):  # no signature (a builtin), or a call the signature does not accept
+        return [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    named: list[tuple[str, Any]] = []
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            named += [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named += list(value.items())
+        else:
+            named.append((name, value))
+    return named
+
+
+def _tensors_in(name: str, value: Any) -> list[tuple[str, torch.Tensor]]:
+    """The tensors an argument holds: itself, the items of a list/tuple/dict, or a plain object's tensor attributes
+    (one level; networks and generators are left alone)."""
+    if isinstance(value, torch.Tensor):
+        return [(name, value)]
+    if isinstance(value, (list, tuple)):
+        return [(f"{name}[{i}]", v) for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
+    if isinstance(value, dict):
+        return [(f"{name}[{k!r}]", v) for k, v in value.items() if isinstance(v, torch.Tensor)]
+    if isinstance(value, (torch.nn.Module, torch.Generator, type)) or not hasattr(value, "__dict__"):
+        return []
+    return [(f"{name}.{k}", v) for k, v in vars(value).items() if isinstance(v, torch.Tensor)]
+
+
+def _snapshot_inputs(fn: Callable[..., Any], args: tuple, kwargs: dict) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """``(name, tensor, copy)`` for every tensor among the arguments of a call of ``fn``."""
+    return [(name, t, t.detach().clone()) for arg_name, value in _named_inputs(fn, args, kwargs)
+            for name, t in _tensors_in(arg_name, value)]
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    a = a.detach()
+    same = a == b
+    if a.is_floating_point() or a.is_complex():
+        same |= torch.isnan(a) & torch.isnan(b)
+    return bool(same.all())
+
+
+def _expect_inputs_unchanged(snapshots: list[tuple[str, torch.Tensor, torch.Tensor]], call: str) -> None:
+    """Raise `Mismatch` naming the first input tensor that a call changed in place."""
+    for name, tensor, copy in snapshots:
+        if _same(tensor, copy):
+            continue
+        var = name if name.isidentifier() else "x"
+        if tensor.shape == copy.shape:
+            changed = int((tensor.detach() != copy).sum()) if tensor.dtype == copy.dtype else tensor.numel()
+            detail = f" ({changed} of {tensor.numel()} entries overwritten)"
+        else:
+            detail = f" (its shape went from {tuple(copy.shape)} to {tuple(tensor.shape)})"
+        raise Mismatch(f"your function changed its input `{name}` in place{detail} when called as {call}; "
+                       f"work on a copy ({var} = {var}.clone()): the caller still needs the original.",
+                       hint="Operations that end in an underscore (x.mul_(…), x.add_(…), x.clamp_(…)), assignments "
+                            "into a tensor (x[i] = …) and x += … change the caller's tensor. Write x = x * … "
+                            "instead, or start with x = x.clone().")
 
 
 def _fn_name(fn: Any) -> str:

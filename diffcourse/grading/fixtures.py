@@ -3,7 +3,8 @@ r"""What the chapter checks share: random inputs, stand-in networks, exact model
 Every random draw comes from the check's seeded generator ``ctx.gen`` (so that a seed repeats
 the inputs), in the order the helpers are called:
 
-* `uniform`, `randint`: one number; `random_schedule`: a random `NoiseSchedule`;
+* `uniform`, `randint`: one number; `random_schedule`: a random `NoiseSchedule`; `random_mixture`: a random
+  2D Gaussian mixture (exact density, score, classifier and posterior mean);
   `batch`: a random batch; `bcast`: a per-example vector shaped to broadcast against one.
 * `FakeEps` (and `FakeNet`, the same with a trainable scale): a cheap deterministic stand-in
   for a trained noise predictor that depends on ``x`` *and* ``t``, so that calling it on the
@@ -34,6 +35,7 @@ __all__ = [
     "uniform",
     "randint",
     "random_schedule",
+    "random_mixture",
     "batch",
     "bcast",
     "FakeEps",
@@ -65,6 +67,14 @@ def random_schedule(ctx: CheckContext) -> NoiseSchedule:
     """A linear, cosine or sigmoid schedule with 50 to 1000 steps."""
     name = ["linear", "cosine", "sigmoid"][randint(ctx, 0, 2)]
     return make_schedule(name, randint(ctx, 50, 1000))
+
+
+def random_mixture(ctx: CheckContext) -> GaussianMixture:
+    """A random isotropic 2D mixture: 3–6 components, spread-out means, std 0.2–0.5, unequal weights."""
+    K = randint(ctx, 3, 6)
+    means = 2.0 * torch.randn(K, 2, generator=ctx.gen, dtype=torch.float64)
+    weights = 0.3 + torch.rand(K, generator=ctx.gen, dtype=torch.float64)
+    return GaussianMixture(means, std=uniform(ctx, 0.2, 0.5), weights=weights)
 
 
 def batch(ctx: CheckContext, tail: tuple[int, ...], dtype: torch.dtype = torch.float32,
