@@ -52,6 +52,32 @@ def gen():
     return torch.Generator().manual_seed(1234)
 
 
+@pytest.fixture
+def fresh_grading(monkeypatch):
+    """No results file and no global time limit from the environment, and an empty record of check results
+    before and after the test (for the grading tests: ``pytestmark = pytest.mark.usefixtures("fresh_grading")``)."""
+    from diffcourse import grading
+
+    monkeypatch.delenv(grading.RESULTS_ENV, raising=False)
+    monkeypatch.delenv(grading.TIMEOUT_ENV, raising=False)
+    grading.reset()
+    yield
+    grading.reset()
+
+
+@pytest.fixture
+def run_check(capsys, fresh_grading):
+    """``run_check(name, fn, **kwargs)`` runs ``check(name, fn, **kwargs)`` on a fresh record and returns its verdict
+    and the text it printed (what the grading tests assert on: ✅ or ❌, the mistake named, the hint)."""
+    from diffcourse.grading import check
+
+    def run(name, fn, **kwargs):
+        result = check(name, fn, **kwargs)
+        return result, capsys.readouterr().out
+
+    return run
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Distribute by scope (``--dist loadscope``), with the browser tests split one per scope.

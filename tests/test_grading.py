@@ -294,24 +294,7 @@ WRONG = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The checks work on tiny tensors. With intra-op threads on a busy 2-core machine every tiny op can
-    # stall for milliseconds (OpenMP workers spinning for a core), and the 1000-schedule searches of
-    # `steps_to_noise` then take many seconds; a notebook kernel (one thread of work) does not suffer this.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_results(monkeypatch):
-    monkeypatch.delenv(RESULTS_ENV, raising=False)
-    monkeypatch.delenv(grading.TIMEOUT_ENV, raising=False)
-    grading.reset()
-    yield
-    grading.reset()
+pytestmark = pytest.mark.usefixtures("fresh_grading")  # see tests/conftest.py
 
 
 def test_chapter_1_registers_its_exercises_in_order():

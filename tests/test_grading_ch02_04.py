@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffcourse import grading, make_schedule
+from diffcourse import make_schedule
 from diffcourse.data import toy2d
-from diffcourse.grading import RESULTS_ENV, check, checks_for_chapter
+from diffcourse.grading import check, checks_for_chapter
 from diffcourse.metrics import sliced_wasserstein, sw_floor_ratio
 from diffcourse.models import ToyMLP
 from diffcourse.objectives import eps_fn
@@ -26,21 +26,7 @@ from diffcourse.recipes.toy2d import train_toy_ddpm
 from diffcourse.samplers.ddim import ddim_invert, ddim_sample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_results(monkeypatch):
-    monkeypatch.delenv(RESULTS_ENV, raising=False)
-    monkeypatch.delenv(grading.TIMEOUT_ENV, raising=False)
-    grading.reset()
-    yield
-    grading.reset()
+pytestmark = pytest.mark.usefixtures("fresh_grading")  # see tests/conftest.py
 
 
 def _b(v, x):

@@ -13,9 +13,8 @@ import time
 import pytest
 import torch
 
-from diffcourse import grading
 from diffcourse.data import toy2d
-from diffcourse.grading import RESULTS_ENV, check, checks_for_chapter
+from diffcourse.grading import check, checks_for_chapter
 from diffcourse.samplers.ddim import ddim_sample
 
 
@@ -362,21 +361,7 @@ WRONG += [
 
 
 # ============================================================================ the tests
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_results(monkeypatch):
-    monkeypatch.delenv(RESULTS_ENV, raising=False)
-    monkeypatch.delenv(grading.TIMEOUT_ENV, raising=False)
-    grading.reset()
-    yield
-    grading.reset()
+pytestmark = pytest.mark.usefixtures("fresh_grading")  # see tests/conftest.py
 
 
 def test_chapters_register_their_exercises_in_order():
