@@ -1,0 +1,49 @@
+"""What every chapter's grading tests assert about a check, in one place (imported by tests/test_grading*.py):
+right code passes with ✅, wrong code fails with ❌ naming the mistake and a hint, an endless loop fails within the
+time limit, and an unwritten stub says so."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from diffcourse.grading import check
+
+
+def hang(*args: Any, **kwargs: Any) -> None:
+    """A learner's function that never returns."""
+    while True:
+        pass
+
+
+def assert_passes(name: str, fn: Callable, seed: int | None, capsys) -> None:
+    result = check(name, fn, seed=seed)
+    out = capsys.readouterr().out
+    assert result.passed, out
+    assert out.startswith(f"✅ {name} — passed")
+
+
+def assert_caught(name: str, wrong: Callable, words: str, capsys, seed: int | None = None) -> None:
+    result = check(name, wrong, seed=seed)
+    out = capsys.readouterr().out
+    assert not result.passed
+    assert out.startswith(f"❌ {name} — ")
+    assert words in out, out
+    assert "Hint:" in out, "every failure comes with a hint"
+
+
+def assert_times_out(name: str, capsys, limit: float = 0.5) -> None:
+    start = time.perf_counter()
+    result = check(name, hang, timeout=limit)
+    elapsed = time.perf_counter() - start
+    assert not result.passed
+    assert elapsed < limit + 2.5, f"the check took {elapsed:.1f} s despite a {limit} s limit"
+    assert f"no answer within {limit} s" in capsys.readouterr().out
+
+
+def assert_stub_says_so(name: str) -> None:
+    def stub(*args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(f"{name}: not written yet. Hint: read the equation.")
+
+    result = check(name, stub, quiet=True)
+    assert not result.passed and result.message.startswith("not written yet")
+    assert "read the equation" in result.message
