@@ -40,7 +40,6 @@ from diffcourse.latent import latent_scale_factor, reparameterize
 from diffcourse.metrics import (classifier_accuracy, classifier_features, confident_share, ddpm_elbo_bpd, feature_stats,
                                 frechet_distance, precision_recall)
 from diffcourse.models.autoencoder import decoder_sigma, vae_elbo_bpd, vae_loss
-from diffcourse.models.gan import gan_loss
 from diffcourse.models.latent_unet import sample_latent_digits
 from diffcourse.models.text import NUMBER_WORDS, all_prompts, prompt_digits, tokenize
 from diffcourse.objectives import diffusion_loss, eps_fn

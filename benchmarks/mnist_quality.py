@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import torch
 
@@ -30,7 +29,7 @@ from diffcourse.pretrained import load_model
 from diffcourse.sampling import generate
 from diffcourse.data.mnist import load_mnist
 from diffcourse.device import get_device
-from diffcourse.metrics import classifier_features, feature_stats, frechet_distance
+from diffcourse.metrics import classifier_features, feature_stats, frechet_distance, lda_on_noisy
 from diffcourse.schedules import make_schedule
 
 PARTS = ("classifier", "noisy", "ddim", "ddpm", "cfg", "cg")
@@ -51,14 +50,21 @@ def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device, t
     return correct / x.shape[0]
 
 
+@torch.no_grad()
+def confident_share(model: torch.nn.Module, x: torch.Tensor, device, threshold: float = 0.9, batch: int = 1000) -> float:
+    """Fraction of images the clean classifier reads as some digit with softmax confidence ≥ ``threshold``."""
+    conf = torch.cat([torch.softmax(model(x[i:i + batch].to(device)), 1).amax(1).cpu() for i in range(0, len(x), batch)])
+    return float((conf >= threshold).float().mean())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2000, help="samples per sampler")
     p.add_argument("--ddpm-n", type=int, default=None, help="samples for DDPM-1000 (default --n)")
     p.add_argument("--cfg-n", type=int, default=None, help="samples per guidance weight (default --n)")
-    p.add_argument("--cfg-w", default="1,2,3,5", help="guidance weights, comma separated")
+    p.add_argument("--cfg-w", default="0,1,1.25,1.5,2,3,5", help="guidance weights, comma separated")
     p.add_argument("--cg-n", type=int, default=None, help="samples per classifier-guidance scale (default --n)")
-    p.add_argument("--cg-s", default="0,1,2,5,10", help="classifier-guidance scales, comma separated")
+    p.add_argument("--cg-s", default="0,1,2,3,5,10", help="classifier-guidance scales, comma separated")
     p.add_argument("--cg-steps", type=int, default=50, help="DDIM steps for classifier guidance")
     p.add_argument("--floor-draws", type=int, default=3, help="independent real draws averaged for the floor")
     p.add_argument("--seed", type=int, default=0)
@@ -75,20 +81,34 @@ def main(argv: list[str] | None = None) -> int:
     schedule = make_schedule("linear", 1000)
     x_test, y_test = load_mnist("test")
     x_train, _ = load_mnist("train")
-    result: dict = {"device": str(device), "threads": torch.get_num_threads(), "n": n, "seed": args.seed}
+    result: dict = {"device": str(device), "threads": torch.get_num_threads(), "n": n, "seed": args.seed,
+                    "checkpoints": {k: getattr(args, k.replace("-", "_")) for k in ("ddpm", "cfg", "classifier",
+                                                                                  "noisy-classifier")}}
+
+    def save(res: dict) -> None:  # rewritten after every part, so a long run can be read (or cut) midway
+        if args.out:
+            with open(args.out, "w") as fh:
+                fh.write(json.dumps(res, indent=2) + "\n")
 
     clf, _ = load_model(args.classifier, device)
     if "classifier" in parts:
         result["classifier"] = {"test_accuracy": accuracy(clf, x_test, y_test, device), "n_test": int(x_test.shape[0])}
         log(f"classifier: {result['classifier']}")
+        save(result)
     if "noisy" in parts:
         nclf, _ = load_model(args.noisy_classifier, device)
         g = torch.Generator().manual_seed(args.seed)
         eps = torch.randn(x_test.shape, generator=g)
+        ts = (0, 250, 500, 750, 999)
+        y_train = load_mnist("train")[1]
+        lda = lda_on_noisy(x_train, y_train, x_test, y_test, schedule, ts, generator=torch.Generator().manual_seed(args.seed))
         result["noisy_classifier"] = {
-            "accuracy_at_t": {str(t): accuracy(nclf, schedule.q_sample(x_test, t, eps), y_test, device, t=t)
-                              for t in (0, 250, 500, 750, 999)}, "chance": 0.1, "n_test": int(x_test.shape[0])}
+            "accuracy_at_t": {str(t): accuracy(nclf, schedule.q_sample(x_test, t, eps), y_test, device, t=t) for t in ts},
+            "lda_accuracy_at_t": {str(t): a for t, a in lda.items()},
+            "lda": "closed-form linear discriminant on x_t (class means and pooled covariance of x_0, noised in closed form)",
+            "chance": 0.1, "n_test": int(x_test.shape[0])}
         log(f"noisy classifier: {result['noisy_classifier']}")
+        save(result)
 
     ref_mu, ref_S = feature_stats(classifier_features(x_test, clf, device=device))
     train_feats = classifier_features(x_train, clf, device=device)
@@ -100,33 +120,44 @@ def main(argv: list[str] | None = None) -> int:
         g = torch.Generator().manual_seed(args.seed + 1)
         vals = [frechet_distance(*feature_stats(train_feats[torch.randperm(train_feats.shape[0], generator=g)[:k]]),
                                  ref_mu, ref_S) for _ in range(args.floor_draws)]
-        return {"n": k, "fid_mean": sum(vals) / len(vals), "fid_draws": vals}
+        mean = sum(vals) / len(vals)
+        std = (sum((v - mean) ** 2 for v in vals) / max(len(vals) - 1, 1)) ** 0.5
+        return {"n": k, "fid_mean": mean, "fid_std": std, "fid_draws": vals}
 
+    result["real_confident_share"] = confident_share(clf, x_test, device)
     result["reference"] = "MNIST test set (10000 images), features: mnist-classifier penultimate layer (128-d)"
     result["floor"] = floor(n)
     log(f"floor: {result['floor']}")
+    save(result)
 
     ddim_images = None
     if "ddim" in parts or "ddpm" in parts:
         model, _ = load_model(args.ddpm, device)
-        ddim_images, sec, nfe = generate(model, schedule, n, sampler="ddim", steps=50, seed=args.seed, device=device,
+        m = args.ddpm_n or n
+        # without the "ddim" part, DDIM-50 is drawn only for the DDPM comparison (the same m samples, the same seed)
+        k = n if "ddim" in parts else m
+        ddim_images, sec, nfe = generate(model, schedule, k, sampler="ddim", steps=50, seed=args.seed, device=device,
                                          batch_size=args.batch_size, progress=True)
-        f = fid_to_test(ddim_images)
-        result["ddim50"] = {"n": n, "fid": f, "fid_over_floor": f / result["floor"]["fid_mean"], "seconds": sec,
-                            "seconds_per_sample": sec / n, "nfe": nfe}
-        log(f"ddim50: {result['ddim50']}")
+        ddim_seconds_per_sample = sec / k
+        if "ddim" in parts:
+            f = fid_to_test(ddim_images)
+            result["ddim50"] = {"n": n, "fid": f, "fid_over_floor": f / result["floor"]["fid_mean"], "seconds": sec,
+                                "seconds_per_sample": sec / n, "nfe": nfe,
+                                "confident_share": confident_share(clf, ddim_images, device)}
+            log(f"ddim50: {result['ddim50']}")
+            save(result)
         if "ddpm" in parts:
-            m = args.ddpm_n or n
             imgs, sec, nfe = generate(model, schedule, m, sampler="ddpm", seed=args.seed, device=device,
                                       batch_size=args.batch_size, progress=True)
             fl = floor(m) if m != n else result["floor"]
             f = fid_to_test(imgs)
-            f_ddim = fid_to_test(ddim_images[:m]) if m != n else result["ddim50"]["fid"]
-            result["ddpm1000"] = {"n": m, "fid": f, "floor_at_n": fl["fid_mean"], "fid_over_floor": f / fl["fid_mean"],
+            f_ddim = fid_to_test(ddim_images[:m])
+            result["ddpm1000"] = {"n": m, "fid": f, "confident_share": confident_share(clf, imgs, device), "floor_at_n": fl["fid_mean"], "fid_over_floor": f / fl["fid_mean"],
                                   "ddim50_fid_at_n": f_ddim, "ddim50_fid_over_ddpm1000_fid": f_ddim / f,
                                   "seconds": sec, "seconds_per_sample": sec / m, "nfe": nfe,
-                                  "ddim50_speedup_per_sample": (sec / m) / result["ddim50"]["seconds_per_sample"]}
+                                  "ddim50_speedup_per_sample": (sec / m) / ddim_seconds_per_sample}
             log(f"ddpm1000: {result['ddpm1000']}")
+            save(result)
 
     if "cfg" in parts:
         model, _ = load_model(args.cfg, device)
@@ -137,13 +168,18 @@ def main(argv: list[str] | None = None) -> int:
             imgs, sec, nfe = generate(model, schedule, m, sampler="ddim", steps=50, seed=args.seed, labels=labels,
                                       guidance=w, device=device, batch_size=args.batch_size, progress=True)
             acc = accuracy(clf, imgs, labels, device)
-            entry = {"accuracy": acc, "fid": fid_to_test(imgs), "seconds": sec, "nfe": nfe}
+            entry = {"accuracy": acc, "fid": fid_to_test(imgs), "confident_share": confident_share(clf, imgs, device),
+                     "seconds": sec, "nfe": nfe}
             result["cfg"]["per_w"][str(w)] = entry
             log(f"cfg w={w}: {entry}")
-        best = max(result["cfg"]["per_w"].items(), key=lambda kv: kv[1]["accuracy"])
-        result["cfg"]["best_w"], result["cfg"]["best_accuracy"] = float(best[0]), best[1]["accuracy"]
-        if m != n:
-            result["cfg"]["floor_at_n"] = floor(m)["fid_mean"]
+            save(result)
+        # one definition of "best w" everywhere: the lowest FID, with the accuracy at that w beside it
+        best = min(result["cfg"]["per_w"].items(), key=lambda kv: kv[1]["fid"])
+        result["cfg"]["best_w"] = float(best[0])
+        result["cfg"]["best_w_rule"] = "lowest FID"
+        result["cfg"]["fid_at_best_w"], result["cfg"]["accuracy_at_best_w"] = best[1]["fid"], best[1]["accuracy"]
+        result["cfg"]["floor_at_n"] = floor(m)["fid_mean"] if m != n else result["floor"]["fid_mean"]
+        result["cfg"]["fid_at_best_w_over_floor"] = best[1]["fid"] / result["cfg"]["floor_at_n"]
 
     if "cg" in parts:
         model, _ = load_model(args.ddpm, device)
@@ -159,12 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                      "nfe": nfe}
             result["cg"]["per_s"][str(s)] = entry
             log(f"cg s={s}: {entry}")
+            save(result)
 
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    save(result)
+    print(json.dumps(result, indent=2))
     return 0
 
 

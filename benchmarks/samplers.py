@@ -18,6 +18,7 @@ JSON is rewritten after every row, so a long run can be read while it goes.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import time
@@ -31,8 +32,9 @@ from diffcourse.sampling import generate, parse_labels
 from diffcourse.data.mnist import load_mnist
 from diffcourse.metrics import classifier_features, feature_stats, frechet_distance
 from diffcourse.pretrained import pretrained_schedule
+from diffcourse.samplers import ddim_sample
 
-DEFAULT_ROWS = ["ddim:10:0", "ddim:20:0", "ddim:50:0", "ddim:100:0", "ddim:1000:0", "ddim:10:1", "ddim:20:1", "ddim:50:1", "ddim:100:1",
+DEFAULT_ROWS = ["ddim:10:0", "ddim:20:0", "ddim:50:0", "ddim:100:0", "ddim:10:1", "ddim:20:1", "ddim:50:1", "ddim:100:1",
                 "ddpm", "sde:100", "pc:50", "ode:25", "cfg:20:1", "cfg:20:2", "cfg:20:3", "cfg:20:5"]
 
 
@@ -65,8 +67,13 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = json.loads(out.read_text()) if out.exists() else {}
     if a.rows:
+        if report.get("n") != a.n or report.get("device") != str(device):
+            report["rows"] = []  # rows measured at another N or on another device are not comparable
         report.update({"benchmark": "samplers", "n": a.n, "device": str(device), "threads": torch.get_num_threads(),
-                       "machine": platform.machine()})
+                       "machine": platform.machine(), "seed": a.seed, "batch_size": a.batch_size,
+                       "ddim_spacing": inspect.signature(ddim_sample).parameters["spacing"].default,
+                       "timing": "after one untimed warm-up call per model (allocation and kernel choice are not billed "
+                                 "to the first row)"})
     rows = {r["spec"]: r for r in report.get("rows", [])}
     models = {}
     for spec in a.rows:
@@ -74,6 +81,9 @@ def main() -> None:
         name = row["model"]
         if name not in models:
             models[name] = (load_pretrained(name, device), pretrained_schedule(name))
+            warm = parse_labels("0-9", a.batch_size) if name == "mnist-cfg" else None
+            generate(*models[name], a.batch_size, sampler="ddim", steps=2, seed=a.seed, labels=warm, device=device,
+                     batch_size=a.batch_size)  # the untimed warm-up
         model, schedule = models[name]
         labels = parse_labels("0-9", a.n) if name == "mnist-cfg" else None
         images, seconds, nfe = generate(model, schedule, a.n, sampler=row["sampler"], steps=row["steps"], eta=row["eta"],

@@ -5,11 +5,15 @@ because every chapter checks its 2D samples with them.
 """
 from __future__ import annotations
 
+import math
+from typing import Callable, Sequence
+
 import torch
 
 __all__ = ["sliced_wasserstein", "sw_floor_ratio", "frechet_distance", "feature_stats", "classifier_features", "fid",
-           "classifier_accuracy", "within_class_spread", "inception_score", "precision_recall", "mmd_rbf",
-           "nearest_neighbour_distances", "gaussian_nll_2d"]
+           "classifier_accuracy", "confident_share", "within_class_spread", "inception_score", "precision_recall",
+           "mmd_rbf", "kid", "nearest_neighbour_distances", "gaussian_nll_2d", "NoisyLDA", "lda_on_noisy",
+           "ddpm_elbo_bpd"]
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
@@ -149,6 +153,30 @@ def classifier_accuracy(images, labels, classifier: torch.nn.Module | None = Non
     return float((pred == torch.as_tensor(labels).cpu()).float().mean())
 
 
+@torch.no_grad()
+def confident_share(images, classifier: torch.nn.Module | None = None, threshold: float = 0.9,
+                    batch_size: int = 1000) -> float:
+    r"""Fraction of ``images`` that the MNIST classifier reads as *some* digit with confidence: the largest
+    softmax probability :math:`\max_y p(y\mid x)` at least ``threshold`` (0.9 by default).
+
+    A per-sample score, so unlike FID it has no small-sample bias: at N samples its standard error is
+    :math:`\sqrt{q(1-q)/N}`. Real test digits score close to 1; blurred, broken or half-formed digits
+    score low. It sees fidelity only — ten copies of one good digit score 1 — so pair it with a
+    diversity measure (recall, KID).
+    """
+    if classifier is None:
+        from .pretrained import load_pretrained
+        classifier = load_pretrained("mnist-classifier")
+    x = torch.as_tensor(images, dtype=torch.float32)
+    dev = next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()
+    conf = torch.cat([torch.softmax(classifier(x[i:i + batch_size].to(dev)).float(), 1).amax(1).cpu()
+                      for i in range(0, len(x), batch_size)])
+    classifier.train(was_training)
+    return float((conf >= threshold).double().mean())
+
+
 def within_class_spread(features: torch.Tensor, labels: torch.Tensor) -> float:
     r"""Diversity within classes: the mean over classes of :math:`\operatorname{tr}\Sigma_c / d`, the average
     per-dimension variance of the features of the examples of class :math:`c`.
@@ -219,6 +247,34 @@ def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) ->
     return float(kxx + kyy - 2 * k(x, y).mean())
 
 
+def kid(x: torch.Tensor, y: torch.Tensor, degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> float:
+    r"""Kernel Inception Distance (Bińkowski et al. 2018) between feature sets ``x`` ``(m, d)`` and ``y`` ``(n, d)``:
+    the unbiased squared MMD with the cubic polynomial kernel :math:`k(a, b) = (\gamma\, a^\top b + c)^3`,
+    :math:`\gamma = 1/d`, :math:`c = 1`,
+
+    .. math::
+
+        \mathrm{KID} = \frac{1}{m(m-1)}\sum_{i\ne j} k(x_i, x_j) + \frac{1}{n(n-1)}\sum_{i\ne j} k(y_i, y_j)
+                      - \frac{2}{mn}\sum_{i,j} k(x_i, y_j).
+
+    Unlike FID it is **unbiased**: its expected value for two samples of the same distribution is 0 at any
+    N (a single estimate can dip below 0), and it needs no covariance, so it is usable when N is smaller than
+    the feature dimension. Compare it with the spread of real-vs-real values at the same N.
+    """
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"Expected (m, d) and (n, d) features of the same d, got {tuple(x.shape)} and {tuple(y.shape)}.")
+    m, n = len(x), len(y)
+    if min(m, n) < 2:
+        raise ValueError("kid needs at least two points in each set.")
+    g = 1.0 / x.shape[1] if gamma is None else gamma
+    k = lambda a, b: (g * a @ b.T + coef0) ** degree  # noqa: E731
+    kxx, kyy = k(x, x), k(y, y)
+    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(sxx + syy - 2 * k(x, y).mean())
+
+
 def nearest_neighbour_distances(samples: torch.Tensor, train: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Distance from each sample to its nearest training example (in pixel or feature space).
 
@@ -234,3 +290,193 @@ def gaussian_nll_2d(samples: torch.Tensor, dataset: str = "8gaussians") -> float
     from .data import toy2d
 
     return float(-toy2d.log_prob(dataset, torch.as_tensor(samples)).mean())
+
+
+# --------------------------------------------------------------------------- a closed-form baseline for noisy classifiers
+class NoisyLDA:
+    r"""Linear discriminant analysis of *noisy* data :math:`x_t`, fitted once on clean data :math:`x_0`.
+
+    If class :math:`k` has mean :math:`\mu_k` and every class the within-class covariance :math:`\Sigma_0`
+    (pooled over classes), then :math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon` has
+
+    .. math::
+
+        \mu_{k,t} = \sqrt{\bar\alpha_t}\,\mu_k,\qquad \Sigma_t = \bar\alpha_t\,\Sigma_0 + (1-\bar\alpha_t)\,I,
+
+    and LDA's discriminant is :math:`\delta_k(x) = x^\top\Sigma_t^{-1}\mu_{k,t} - \tfrac12\mu_{k,t}^\top\Sigma_t^{-1}\mu_{k,t}
+    + \log\pi_k`. One eigendecomposition :math:`\Sigma_0 = V\Lambda V^\top` serves every noise level:
+    :math:`\Sigma_t^{-1} = V\,\mathrm{diag}(\bar\alpha_t\lambda + 1 - \bar\alpha_t + r)^{-1}V^\top`, with a small
+    ridge ``reg`` :math:`r` (MNIST's border pixels never vary, so :math:`\Sigma_0` is singular). The best *linear*
+    classifier of Gaussian classes with a shared covariance; a noise-aware network should beat it at every t.
+    """
+
+    def __init__(self, x0: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, reg: float = 1e-3) -> None:
+        X = torch.as_tensor(x0, dtype=torch.float64).flatten(1)
+        y = torch.as_tensor(y).long().reshape(-1)
+        if len(X) != len(y):
+            raise ValueError(f"Got {len(X)} examples but {len(y)} labels.")
+        K = int(num_classes if num_classes is not None else int(y.max()) + 1)
+        counts = torch.bincount(y, minlength=K).double()
+        if (counts < 2).any():
+            raise ValueError("NoisyLDA needs at least two examples of every class.")
+        self.num_classes, self.reg = K, float(reg)
+        self.means = torch.stack([X[y == k].mean(0) for k in range(K)])          # (K, D)
+        centred = X - self.means[y]
+        cov = centred.T @ centred / (len(X) - K)                                # pooled within-class covariance
+        evals, self.evecs = torch.linalg.eigh((cov + cov.T) / 2)
+        self.evals = evals.clamp(min=0)
+        self.log_priors = (counts / counts.sum()).log()
+        self._means_v = self.means @ self.evecs                                 # the means in the eigenbasis
+
+    def logits(self, xt: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        r"""The discriminants :math:`\delta_k(x_t)` of a batch ``xt`` at noise level :math:`\bar\alpha_t`: ``(N, K)``."""
+        a = float(alpha_bar)
+        lam = a * self.evals + (1 - a) + self.reg
+        mv = math.sqrt(a) * self._means_v                                      # mu_{k,t} in the eigenbasis
+        xv = torch.as_tensor(xt, dtype=torch.float64).flatten(1) @ self.evecs
+        return xv @ (mv / lam).T - 0.5 * (mv ** 2 / lam).sum(1) + self.log_priors
+
+    def accuracy(self, xt: torch.Tensor, y: torch.Tensor, alpha_bar: float) -> float:
+        """Fraction of ``xt`` whose largest discriminant is the label ``y``."""
+        return float((self.logits(xt, alpha_bar).argmax(1) == torch.as_tensor(y).reshape(-1)).double().mean())
+
+
+def lda_on_noisy(train_x0: torch.Tensor, train_y: torch.Tensor, test_x0: torch.Tensor, test_y: torch.Tensor,
+                 schedule, timesteps: Sequence[int] = (0, 250, 500, 750), *, generator: torch.Generator | None = None,
+                 reg: float = 1e-3) -> dict[int, float]:
+    r"""Accuracy of the closed-form `NoisyLDA` on noised test data, ``{t: accuracy}`` for each code timestep t.
+
+    Fitted once on the clean ``train_x0`` (class means and the pooled covariance); the test data are noised
+    with ``schedule.q_sample(test_x0, t, ε)``, ε drawn from ``generator``, exactly as a noise-aware classifier
+    is evaluated — so the two accuracies can stand side by side.
+    """
+    lda = NoisyLDA(train_x0, train_y, reg=reg)
+    test_x0 = torch.as_tensor(test_x0)
+    out = {}
+    for t in timesteps:
+        eps = torch.randn(test_x0.shape, generator=generator, dtype=torch.float64)
+        xt = schedule.q_sample(test_x0.double(), int(t), eps)
+        out[int(t)] = lda.accuracy(xt, test_y, float(schedule.alpha_bars[int(t)]))
+    return out
+
+
+# --------------------------------------------------------------------------- the variational bound of a DDPM (bits/dim)
+def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+
+
+def _discretised_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, std: float, bins: int = 256) -> torch.Tensor:
+    """log P(x0) per element for data on ``bins`` levels in [-1, 1] under N(mean, std^2), integrated over each level's
+    bin (half-width 1/(bins-1)); the two extreme bins extend to -inf and +inf (Ho et al. 2020, section 3.3)."""
+    half = 1.0 / (bins - 1)
+    upper = torch.where(x0 > 1 - 1e-6, torch.ones_like(x0), _normal_cdf((x0 + half - mean) / std))
+    lower = torch.where(x0 < -1 + 1e-6, torch.zeros_like(x0), _normal_cdf((x0 - half - mean) / std))
+    return (upper - lower).clamp_min(1e-12).log()
+
+
+def ddpm_elbo_bpd(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule, x0: torch.Tensor, *,
+                  timesteps: int | Sequence[int] | None = None, variance: str = "beta",
+                  generator: torch.Generator | None = None, batch_size: int = 256, bins: int = 256,
+                  return_terms: bool = False):
+    r"""DDPM's variational bound on :math:`-\log p_\theta(x_0)`, in bits per dimension of ``bins``-level data.
+
+    In the paper's indices :math:`1\ldots T` (code index t is the paper's t + 1),
+
+    .. math::
+
+        L = \underbrace{D_{KL}\big(q(x_T\mid x_0)\,\|\,\mathcal N(0,I)\big)}_{L_T}
+          + \sum_{t=2}^{T}\underbrace{D_{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
+          \underbrace{-\log p_\theta(x_0\mid x_1)}_{L_0},
+
+    with :math:`p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta, \sigma_t^2 I)`, :math:`\mu_\theta` from
+    :math:`\hat\varepsilon` as in `ddpm_step`, :math:`\sigma_t^2 = \beta_t` (``variance="beta"``) or
+    :math:`\tilde\beta_t`, and the decoder :math:`L_0` a Gaussian of variance :math:`\beta_0` integrated over each
+    pixel's grey level (so the result is a bound on the *discrete* data's bits, comparable with the ODE's
+    dequantised bits/dim). Each :math:`L_{t-1}` uses one draw :math:`x_t\sim q(x_t\mid x_0)`.
+
+    ``timesteps``: ``None`` sums all T − 1 KL terms (T network evaluations per image); an int K draws one
+    timestep in each of (at most) K strata of ``1 … T-1`` and weights it by its stratum's size — an unbiased
+    estimate of the sum from K evaluations. The strata are geometric: single steps at low t, where the terms
+    are largest and change fastest, wide at high t, where they are small and flat. A sequence uses those code
+    timesteps, each weighted by (T − 1)/len(sequence). ``x0`` must lie on the ``bins`` grey levels in [-1, 1] (as `load_mnist` returns them).
+
+    Returns the bound per example, shape ``(B,)``; with ``return_terms`` also ``{"prior", "diffusion",
+    "decoder"}``, each ``(B,)``, in bits/dim (they sum to the total).
+    """
+    if variance not in ("beta", "beta_tilde"):
+        raise ValueError(f"variance must be 'beta' or 'beta_tilde', got {variance!r}.")
+    x0 = torch.as_tensor(x0)
+    B, D = x0.shape[0], x0[0].numel()
+    x0d = x0.double()
+    # L_T: KL(N(sqrt(abar) x0, 1 - abar) || N(0, 1)), per dimension summed
+    ab_T = float(schedule.alpha_bars[-1])
+    prior = 0.5 * (_per_example(ab_T * x0d ** 2) + D * ((1 - ab_T) - 1 - math.log(1 - ab_T)))
+    ts, weights = _elbo_timesteps(timesteps, schedule.T, generator)
+    diffusion = _elbo_kl_terms(eps_fn, schedule, x0, ts, weights, variance, generator, batch_size)
+    # L_0: the discretised Gaussian decoder at code t = 0 (the paper's t = 1), variance beta_0
+    t0 = torch.zeros(B, dtype=torch.long, device=x0.device)
+    x1 = schedule.q_sample(x0d, t0, torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(x0.device))
+    mu0 = _model_mean(eps_fn, schedule, x1.to(x0.dtype), t0)
+    decoder = -_per_example(_discretised_gaussian_log_likelihood(x0d, mu0, math.sqrt(float(schedule.betas[0])), bins))
+    to_bpd = 1.0 / (D * math.log(2))
+    terms = {"prior": prior.cpu() * to_bpd, "diffusion": diffusion.cpu() * to_bpd, "decoder": decoder.cpu() * to_bpd}
+    total = terms["prior"] + terms["diffusion"] + terms["decoder"]
+    return (total, terms) if return_terms else total
+
+
+def _per_example(v: torch.Tensor) -> torch.Tensor:
+    """Sum over every dimension but the batch."""
+    return v.flatten(1).sum(1)
+
+
+def _elbo_timesteps(timesteps: int | Sequence[int] | None, T: int,
+                    generator: torch.Generator | None) -> tuple[list[int], list[float]]:
+    """Which KL terms of `ddpm_elbo_bpd` to evaluate (code timesteps in 1 … T−1) and the weight of each."""
+    if timesteps is None:
+        return list(range(1, T)), [1.0] * (T - 1)
+    if isinstance(timesteps, int):
+        # K strata of 1 ... T-1, geometric: one step wide at low t, where the terms are large and change fast,
+        # wide at high t, where they are small and flat (fewer than K if rounding merges some)
+        K = max(1, min(int(timesteps), T - 1))
+        edges = sorted(set(torch.logspace(0, math.log10(T), K + 1, dtype=torch.float64).round().long().tolist()))
+        u = torch.rand(len(edges) - 1, generator=generator, dtype=torch.float64)
+        ts = [int(lo + (hi - lo) * float(ui)) for lo, hi, ui in zip(edges[:-1], edges[1:], u)]
+        return ts, [float(hi - lo) for lo, hi in zip(edges[:-1], edges[1:])]
+    ts = [int(t) for t in timesteps]
+    if any(not 1 <= t < T for t in ts):
+        raise ValueError(f"KL timesteps must lie in 1 … T-1 = {T - 1} (t = 0 is the decoder term).")
+    return ts, [(T - 1) / len(ts)] * len(ts)
+
+
+def _model_mean(eps_fn: Callable, schedule, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mu_\theta(x_t, t) = (x_t - \beta_t/\sqrt{1-\bar\alpha_t}\,\hat\varepsilon)/\sqrt{\alpha_t}`, in float64."""
+    with torch.no_grad():
+        eps = eps_fn(xt, t).double()
+    tt = t.cpu()
+    b = schedule.betas[tt].to(xt.device).reshape(-1, *([1] * (xt.ndim - 1)))
+    a = schedule.alphas[tt].to(xt.device).reshape_as(b)
+    ab = schedule.alpha_bars[tt].to(xt.device).reshape_as(b)
+    return (xt.double() - b / (1 - ab).sqrt() * eps) / a.sqrt()
+
+
+def _elbo_kl_terms(eps_fn: Callable, schedule, x0: torch.Tensor, ts: list[int], weights: list[float], variance: str,
+                   generator: torch.Generator | None, batch_size: int) -> torch.Tensor:
+    """The weighted sum of the KL terms L_{t-1} of `ddpm_elbo_bpd` per example, batched over (timestep, image) pairs."""
+    B, D, dev = x0.shape[0], x0[0].numel(), x0.device
+    x0d = x0.double()
+    diffusion = torch.zeros(B, dtype=torch.float64, device=dev)
+    per_chunk = max(1, batch_size // B)
+    for i in range(0, len(ts), per_chunk):
+        chunk_t, chunk_w = ts[i:i + per_chunk], weights[i:i + per_chunk]
+        t = torch.tensor(chunk_t).repeat_interleave(B).to(dev)
+        x0c = x0d.repeat(len(chunk_t), *([1] * (x0.ndim - 1)))
+        eps = torch.randn(x0c.shape, generator=generator, dtype=torch.float64).to(dev)
+        xt = schedule.q_sample(x0c, t, eps)
+        mu_q, var_q = schedule.q_posterior(x0c, xt, t)
+        mu_p = _model_mean(eps_fn, schedule, xt.to(x0.dtype), t)
+        var_p = schedule.extract(schedule.betas if variance == "beta" else schedule.posterior_variance, t, xt)
+        ratio = (var_q / var_p).flatten()  # one variance per example (the same in every dimension)
+        kl = 0.5 * (D * (ratio - 1 - ratio.log()) + _per_example((mu_q - mu_p) ** 2 / var_p))
+        w = torch.tensor(chunk_w, dtype=torch.float64, device=dev).repeat_interleave(B)
+        diffusion += (w * kl).reshape(len(chunk_t), B).sum(0)
+    return diffusion

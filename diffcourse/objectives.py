@@ -21,7 +21,7 @@ from torch import nn
 
 from .schedules import NoiseSchedule
 
-__all__ = ["TARGETS", "diffusion_loss", "drop_labels", "to_eps", "eps_fn", "EpsFn"]
+__all__ = ["TARGETS", "diffusion_loss", "min_snr_weight", "drop_labels", "to_eps", "eps_fn", "EpsFn"]
 
 TARGETS = ("eps", "x0", "v")
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,15 +40,29 @@ def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: to
     return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
 
 
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    r"""Min-SNR-:math:`\gamma` loss weight for :math:`\varepsilon`-prediction (Hang et al. 2023):
+    :math:`w_t = \min(\mathrm{SNR}_t, \gamma)/\mathrm{SNR}_t`, with :math:`\mathrm{SNR}_t = \bar\alpha_t/(1-\bar\alpha_t)`.
+
+    :math:`w_t = 1` where the noise dominates (SNR ≤ γ) and shrinks where the image is almost
+    clean, so the nearly-free low-noise steps stop drowning out the hard high-noise ones.
+    """
+    ab = schedule.alpha_bars.to(t.device)[t]
+    snr = ab / (1 - ab)
+    return (torch.clamp(snr, max=gamma) / snr).float()
+
+
 def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, generator: torch.Generator | None = None,
-                   target: str = "eps", y: torch.Tensor | None = None, p_uncond: float = 0.0) -> torch.Tensor:
+                   target: str = "eps", y: torch.Tensor | None = None, p_uncond: float = 0.0,
+                   min_snr_gamma: float | None = None) -> torch.Tensor:
     r"""Monte-Carlo estimate of :math:`L_\text{simple}` on a batch ``x0`` (mean squared error per element).
 
     Draws one :math:`t` and one :math:`\varepsilon` per example from ``generator``
     (on the CPU, so that runs repeat exactly on any device), forms
     :math:`x_t` by `NoiseSchedule.q_sample` and regresses the chosen ``target``.
     With labels ``y`` and ``p_uncond > 0``, labels are dropped to the null label
-    at that rate so the model also learns the unconditional score.
+    at that rate so the model also learns the unconditional score. ``min_snr_gamma`` (ε-target
+    only) weights each example by `min_snr_weight` instead of 1.
     """
     _check_target(target)
     B = x0.shape[0]
@@ -64,7 +78,12 @@ def diffusion_loss(model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, 
     else:
         pred = model(xt, t)
     goal = {"eps": eps, "x0": x0, "v": schedule.velocity(x0, t, eps) if target == "v" else None}[target]
-    return torch.mean((pred - goal) ** 2)
+    if min_snr_gamma is None:
+        return torch.mean((pred.float() - goal) ** 2)
+    if target != "eps":
+        raise ValueError("min_snr_gamma is written for the ε target here: use target='eps' or min_snr_gamma=None.")
+    per_example = ((pred.float() - goal) ** 2).flatten(1).mean(1)
+    return torch.mean(min_snr_weight(schedule, t, min_snr_gamma) * per_example)
 
 
 def to_eps(pred: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, schedule: NoiseSchedule, target: str) -> torch.Tensor:

@@ -20,7 +20,7 @@ from .plotting import TOY_LIM, fig_to_png, image_grid
 from .schedules import NoiseSchedule
 
 __all__ = ["FrameScrubber", "TimestepScrubber", "ReverseTrajectoryScrubber", "ScoreFieldScrubber", "ImageGridScrubber",
-           "timestep_frames", "grid_png"]
+           "MenuGridScrubber", "LatentTrajectoryScrubber", "timestep_frames", "grid_png"]
 
 
 class FrameScrubber:
@@ -280,3 +280,84 @@ class ImageGridScrubber(FrameScrubber):
     def value(self) -> float:
         """The value (e.g. number of steps, guidance scale) currently shown."""
         return self.values[self.slider.value]
+
+
+class MenuGridScrubber(ImageGridScrubber):
+    """`ImageGridScrubber` with one dropdown per factor instead of one list of every combination, e.g. a mask
+    menu and a method menu over an editing-strength slider (chapter 9).
+
+    ``grids[(a, b, …)][i]`` is the ``(N, 1, H, W)`` batch shown for menu choices ``(a, b, …)`` at slider
+    position ``i``; every combination of the choices must be present. ``menus`` names the factors.
+    """
+
+    def __init__(self, grids: Mapping[tuple[str, ...], Sequence[torch.Tensor]], menus: Sequence[str],
+                 values: Sequence[float], value_name: str, nrow: int = 8, scale: int = 3, start: int = 0) -> None:
+        keys = [tuple(k) for k in grids]
+        if not keys or any(len(k) != len(menus) for k in keys):
+            raise ValueError(f"Every key of grids must be a tuple of {len(menus)} choices, one per menu {list(menus)}.")
+        options = [list(dict.fromkeys(k[i] for k in keys)) for i in range(len(menus))]
+        missing = [c for c in _product(options) if c not in set(keys)]
+        if missing:
+            raise ValueError(f"grids lacks {len(missing)} combination(s) of the menus, e.g. {missing[0]}.")
+        self._sep = " · "
+        super().__init__({self._sep.join(k): v for k, v in grids.items()}, values, value_name, nrow=nrow, scale=scale,
+                         start=start)
+        self.menus = {name: widgets.Dropdown(options=opts, description=name) for name, opts in zip(menus, options)}
+        for menu in self.menus.values():
+            menu.observe(self._on_menu, names="value")
+        self.widget.children = (widgets.HBox(list(self.menus.values())),) + tuple(self.widget.children[-3:])
+        self._on_menu()
+
+    def _on_menu(self, _change=None) -> None:
+        with self.out:
+            self.choice.value = self._sep.join(m.value for m in self.menus.values())
+
+    def select(self, index: int | None = None, choice: str | None = None, **menus: str) -> bytes:
+        """Set any menus by name (``select(2, mask="centre", method="RePaint")``) and the slider; return the PNG shown."""
+        for name, value in menus.items():
+            if name not in self.menus:
+                raise ValueError(f"Unknown menu {name!r}; the menus are {list(self.menus)}.")
+            if value not in self.menus[name].options:
+                raise ValueError(f"Unknown choice {value!r} for {name}; pick one of {list(self.menus[name].options)}.")
+            self.menus[name].value = value
+        return super().select(index, choice)
+
+
+def _product(options: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = [()]
+    for opts in options:
+        out = [c + (o,) for c in out for o in opts]
+    return out
+
+
+class LatentTrajectoryScrubber(FrameScrubber):
+    r"""Scrub a **latent** diffusion trajectory: at each step, every sample's latent channels (7×7 each, grey
+    range fixed to ±``latent_range``) next to what the decoder makes of the current latent,
+    :math:`\mathrm{decode}(z_t/c)`; a dropdown switches between trajectories (e.g. prompts).
+
+    ``trajectories[name]`` is ``(K, n, C, h, w)`` (a sampler's ``return_trajectory`` output, scaled latents),
+    ``times[k]`` the timestep of frame ``k`` (``-1`` for the final latent), ``decode`` the autoencoder's decoder
+    and ``scale`` the factor :math:`c` the latents were multiplied by. One row per sample in each frame.
+    """
+
+    def __init__(self, trajectories: Mapping[str, torch.Tensor], decode: Callable[[torch.Tensor], torch.Tensor],
+                 scale: float, times: Sequence[int], latent_range: float = 3.0, scale_px: int = 3) -> None:
+        frames, captions = {}, {}
+        self.times = list(times)
+        for name, traj in trajectories.items():
+            traj = torch.as_tensor(traj).detach().cpu().float()
+            if len(traj) != len(self.times):
+                raise ValueError(f"{name}: the trajectory has {len(traj)} frames but {len(self.times)} times were given.")
+            frames[name], captions[name] = [], []
+            for k, (z, t) in enumerate(zip(traj, self.times)):
+                with torch.no_grad():
+                    image = decode(z / scale).detach().cpu().float()
+                n, C, h, w = z.shape
+                f = image.shape[-1] // w
+                channels = (z / latent_range).clamp(-1, 1).repeat_interleave(f, -1).repeat_interleave(f, -2)
+                tiles = torch.cat([channels.reshape(n, C, 1, h * f, w * f), image[:, None]], 1)  # (n, C + 1, 1, H, W)
+                frames[name].append(grid_png(tiles.reshape(n * (C + 1), 1, h * f, w * f), nrow=C + 1, scale=scale_px))
+                what = f"z<sub>t</sub> at t = {t}" if t >= 0 else "final latent z<sub>0</sub>"
+                captions[name].append(f"step {k} of {len(traj) - 1}: {what} (std {z.std():.2f}); columns: "
+                                      f"{C} latent channels, then decode(z / {scale:.3f})")
+        super().__init__(frames, captions, slider_label="step", choice_label="prompt")

@@ -1,9 +1,10 @@
 """Figures that lessons quote from a benchmark run are the figures that run recorded.
 
-Chapter 5 quotes the classifier-guidance sweep at N = 500 from
-``benchmarks/results/classifier_guidance.json`` (``benchmarks/mnist_quality.py --parts cg``): every row of
-its table must be the JSON's numbers, rounded as shown, so re-running the benchmark without updating the
-lesson (or editing a number by hand) fails here. The README quotes the 2D benchmark
+Chapter 5 shows the classifier-guidance sweep of ``benchmarks/results/mnist_quality.json`` (part ``cg``) as a
+table made from the file, and its prose reads that table: every accuracy (3 decimals) and FID (1 decimal) of
+the sweep, the floor and N must appear in the prose as the file has them, so re-running the benchmark without
+updating the lesson (or editing a number by hand) fails here. Chapter 9 quotes ``benchmarks/results/editing.json``
+the same way. The README quotes the 2D benchmark
 (``benchmarks/results/toy2d.json``, ``benchmarks/toy2d.py``) the same way.
 """
 from __future__ import annotations
@@ -24,13 +25,13 @@ def markdown_of(notebook: str) -> str:
 
 
 def test_chapter5_quotes_the_classifier_guidance_benchmark():
-    cg = json.loads((ROOT / "benchmarks/results/classifier_guidance.json").read_text())["cg"]
+    cg = json.loads((ROOT / "benchmarks/results/mnist_quality.json").read_text())["cg"]
     text = markdown_of("05_classifier_guidance.ipynb")
     assert f"N = {cg['n']} digits per scale" in text
-    assert f"floor at this N is {cg['floor_at_n']:.1f}" in text
+    assert f"is {cg['floor_at_n']:.1f}" in text
     for s, e in cg["per_s"].items():
-        row = f"| {float(s):g} | {e['accuracy'] * 100:.1f} % | {e['fid']:.1f} | {e['seconds']:.0f} |"
-        assert row in text, f"chapter 5 does not show the benchmark's row for s = {s}: {row}"
+        for figure in (f"{e['accuracy']:.3f}", f"{e['fid']:.1f}"):
+            assert figure in text, f"chapter 5's prose does not quote the benchmark's {figure} (s = {s})"
 
 
 def test_readme_quotes_the_toy2d_benchmark():
@@ -45,3 +46,17 @@ def test_readme_quotes_the_toy2d_benchmark():
     assert f"{recipe['steps']} steps × {recipe['batch_size']} points" in readme
     assert all(run["recipe"] == TOY_DEFAULTS for run in runs), "toy2d.json was measured with another recipe: re-run benchmarks/toy2d.py"
     assert all(r["meets_targets"] for r in rows)
+
+
+def test_chapter9_quotes_the_editing_benchmark():
+    bench = json.loads((ROOT / "benchmarks/results/editing.json").read_text())
+    text = markdown_of("09_editing.ipynb")
+    for mask in ("bottom", "centre"):
+        rows = [r for r in bench["repaint"] if r["mask"] == mask]
+        quoted = ("agreement " + ", ".join(f"{r['agreement']:.2f}" for r in rows)
+                  + " and seam ratio " + ", ".join(f"{r['seam_ratio']:.2f}" for r in rows))
+        assert quoted in text, f"chapter 9 does not quote editing.json's RePaint curve for the {mask} mask: {quoted}"
+    sdedit = bench["sdedit"]
+    assert "agreement " + ", ".join(f"{r['agreement']:.2f}" for r in sdedit) in text
+    assert "confidence " + ", ".join(f"{r['confidence']:.2f}" for r in sdedit) in text
+    assert f"against {bench['guides']['agreement']:.2f} for the guides themselves" in text

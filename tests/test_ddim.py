@@ -21,8 +21,10 @@ def exact_eps(schedule):
 
 
 def test_spacings():
-    assert ddim_timesteps(1000, 10) == list(range(0, 1000, 100))
+    assert ddim_timesteps(1000, 10, "leading") == list(range(0, 1000, 100))
     assert ddim_timesteps(1000, 10, "trailing")[-1] == 999
+    # the default is trailing: sampling starts at T-1, where x_T ~ N(0, I) is true
+    assert ddim_timesteps(1000, 10) == ddim_timesteps(1000, 10, "trailing") == list(range(99, 1000, 100))
     q = ddim_timesteps(1000, 20, "quadratic")
     assert q[0] == 0 and all(b > a for a, b in zip(q, q[1:]))
     assert (q[1] - q[0]) < (q[-1] - q[-2]), "quadratic spacing is dense at low noise"
@@ -72,9 +74,24 @@ def test_inversion_round_trip_on_a_trained_2d_model():
     r = train(model, lambda m, x, g: diffusion_loss(m, s, x, g), lambda g: toy2d.sample("moons", 128, g), 250,
               lr=2e-3, progress=False)
     f = eps_fn(r.ema_model, s)
-    x0 = ddim_sample(f, s, (200, 2), steps=50, generator=torch.Generator().manual_seed(1))  # points on the model's manifold
-    x_T = ddim_invert(f, s, x0, steps=50)
+    # leading spacing, as when this test was written: with the cosine schedule (T = 200) trailing spacing starts
+    # at abar_199 ~ 6e-8, where x0_hat divides the network's error by sqrt(abar) (chapter 3's pitfall)
+    x0 = ddim_sample(f, s, (200, 2), steps=50, spacing="leading", generator=torch.Generator().manual_seed(1))
+    x_T = ddim_invert(f, s, x0, steps=50, spacing="leading")
     assert x_T.std() > 0.7, "inversion must land in noise space"
-    rec = ddim_sample(f, s, x_T, steps=50)
+    rec = ddim_sample(f, s, x_T, steps=50, spacing="leading")
     err = (rec - x0).norm(dim=1).mean() / x0.norm(dim=1).mean()
     assert err < 0.05
+
+
+def test_default_spacing_is_trailing_everywhere():
+    import inspect
+
+    from diffcourse.samplers.ddim import ddim_grid
+    for fn in (ddim_timesteps, ddim_grid, ddim_sample, ddim_invert):
+        assert inspect.signature(fn).parameters["spacing"].default == "trailing", fn.__name__
+    s = make_schedule("linear", T=100)
+    f = lambda x, t: 0.1 * x  # noqa: E731
+    x_T = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ddim_sample(f, s, x_T, steps=7), ddim_sample(f, s, x_T, steps=7, spacing="trailing"))
+    assert torch.equal(ddim_invert(f, s, x_T, steps=7), ddim_invert(f, s, x_T, steps=7, spacing="trailing"))

@@ -7,8 +7,12 @@ from diffcourse.schedules import make_schedule
 
 
 def test_leading_spacing():
-    assert ddim_timesteps(1000, 50)[:3] == [0, 20, 40] and ddim_timesteps(1000, 50)[-1] == 980
-    assert ddim_timesteps(10, 10) == list(range(10))
+    assert ddim_timesteps(1000, 50, "leading")[:3] == [0, 20, 40] and ddim_timesteps(1000, 50, "leading")[-1] == 980
+    assert ddim_timesteps(10, 10, "leading") == ddim_timesteps(10, 10) == list(range(10))
+
+
+def test_trailing_spacing_is_the_default():
+    assert ddim_timesteps(1000, 50)[:3] == [19, 39, 59] and ddim_timesteps(1000, 50)[-1] == 999
     with pytest.raises(ValueError):
         ddim_timesteps(10, 11)
 

@@ -113,3 +113,23 @@ def test_within_class_spread_and_accuracy():
 
     images = torch.cat([torch.ones(3, 1, 28, 28), -torch.ones(2, 1, 28, 28)])
     assert classifier_accuracy(images, torch.tensor([1, 1, 1, 0, 5]), Fixed()) == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("w, calls", [(0.0, [(6, {3})]), (1.0, [(6, {0, 1, 2})]), (2.5, [(12, {0, 1, 2, 3})])])
+def test_cfg_evaluates_one_branch_at_w0_and_w1_and_both_otherwise(w, calls):
+    """w = 0 is the unconditional model alone: one evaluation per step on the null label, like w = 1 on the labels."""
+    m = _conditional_model()
+    seen = []
+    original = m.forward
+
+    def counting(x, t, y=None):
+        seen.append((x.shape[0], set(torch.as_tensor(y).tolist())))
+        return original(x, t, y)
+
+    m.forward = counting
+    x, t, y = torch.randn(6, 2), torch.randint(0, 100, (6,)), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        out = cfg_eps_fn(m, y, w)(x, t)
+        e_c, e_u = original(x, t, y), original(x, t, torch.full_like(y, 3))
+    assert seen == calls
+    assert torch.allclose(out, e_u + w * (e_c - e_u), atol=1e-5)

@@ -79,14 +79,16 @@ SHIPPED = ["mnist-cfg", "mnist-classifier", "mnist-ddpm", "mnist-noisy-classifie
 def test_shipped_checkpoints_match_manifest():
     m = pretrained.manifest()
     assert sorted(m["checkpoints"]) == SHIPPED
-    total = 0
+    total = mnist = 0
     for name, info in m["checkpoints"].items():
         path = pretrained.CHECKPOINT_DIR / info["file"]
         assert sha256(path) == info["sha256"], name
         total += path.stat().st_size
+        mnist += path.stat().st_size if name.startswith("mnist-") else 0
         model = load_pretrained(name)
         assert sum(p.numel() for p in model.parameters()) == info["parameters"]
-    assert total <= 10 * 2**20
+    assert mnist <= 10 * 10**6  # the four MNIST networks <= 10 MB
+    assert total <= 15 * 10**6  # all checkpoints together <= 15 MB
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +99,12 @@ def test_digits():
 
 
 def test_shipped_classifier_reads_digits(test_digits):
-    """The FID feature network must be a good classifier (>= 96 % on held-out digits)."""
+    """The FID feature network must be a good classifier (the shipped one reads 99.45 % of all 10 000 test digits;
+    the target is >= 99.3 %; here >= 99 % of the first 500, so that the test stays fast)."""
     x, y = test_digits
     with torch.no_grad():
         acc = (load_pretrained("mnist-classifier")(x).argmax(1) == y).float().mean().item()
-    assert acc >= 0.96, acc
+    assert acc >= 0.99, acc
 
 
 def test_shipped_noisy_classifier_beats_chance_when_noisy(test_digits):
@@ -110,7 +113,9 @@ def test_shipped_noisy_classifier_beats_chance_when_noisy(test_digits):
     sched, model = pretrained.pretrained_schedule("mnist-noisy-classifier"), load_pretrained("mnist-noisy-classifier")
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for t, floor in ((0, 0.95), (250, 0.85), (500, 0.25)):  # chance is 0.1
+        # the shipped network reads 99.6 / 98.6 / 62.0 % of these 500 digits (chance is 10 %; the closed-form
+        # linear discriminant on x_t, metrics.lda_on_noisy, reads 87 / 84 / 56 % of all 10 000 test digits)
+        for t, floor in ((0, 0.98), (250, 0.95), (500, 0.56)):
             x_t = sched.q_sample(x, t, torch.randn(x.shape, generator=g))
             acc = (model(x_t, torch.full((len(x),), t)).argmax(1) == y).float().mean().item()
             assert acc >= floor, (t, acc)

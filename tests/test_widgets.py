@@ -82,3 +82,26 @@ def test_image_grid_scrubber():
     assert w.select(choice="eta=1") != b
     with pytest.raises(ValueError, match="values"):
         ImageGridScrubber(grids, [10, 20], "steps")
+
+
+def test_menu_grid_scrubber():
+    from diffcourse.widgets import MenuGridScrubber
+
+    g = torch.Generator().manual_seed(0)
+    grids = {(mask, method): [torch.rand(3, 1, 28, 28, generator=g) * 2 - 1 for _ in range(4)]
+             for mask in ("centre", "left") for method in ("replace", "RePaint", "SDEdit")}
+    w = MenuGridScrubber(grids, ["mask", "method"], [0.25, 0.5, 0.75, 1.0], "strength", nrow=3, start=3)
+    assert list(w.menus) == ["mask", "method"] and w.value() == 1.0
+    a = w.select(0)
+    b = w.select(3, method="SDEdit")
+    c = w.select(mask="left")
+    assert len({a, b, c}) == 3 and all(f.startswith(PNG) for f in (a, b, c))
+    assert w.choice.value == "left · SDEdit" and "strength = 1" in w.caption.value
+    assert w.select(3, mask="centre", method="SDEdit") == b, "the same controls show the same frame"
+    with pytest.raises(ValueError, match="Unknown menu"):
+        w.select(colour="red")
+    with pytest.raises(ValueError, match="Unknown choice"):
+        w.select(mask="ring")
+    with pytest.raises(ValueError, match="combination"):
+        MenuGridScrubber({k: v for k, v in grids.items() if k != ("left", "SDEdit")}, ["mask", "method"],
+                         [0.25, 0.5, 0.75, 1.0], "strength")

@@ -26,8 +26,10 @@ __all__ = ["Classifier", "NoisyClassifier"]
 class Classifier(nn.Module):
     """CNN for clean MNIST: ``logits = model(x)``; ``model.features(x)`` gives the penultimate (FID) features.
 
-    conv32 → conv32 → pool → conv64 → conv64 → pool → conv128 → global average → fc(``feature_dim``) → fc(10).
-    About 0.16M parameters.
+    conv(``ch``) → conv(``ch``) → max-pool → conv(2·``ch``) → conv(2·``ch``) → max-pool → conv(4·``ch``) →
+    global average → fc(``feature_dim``) → dropout → fc(``num_classes``); 3×3 convolutions, ReLU after each
+    conv and after the first fc. The parameter count depends on ``ch`` and ``feature_dim``; the shipped
+    network's config and count are in ``checkpoints/manifest.json``.
     """
 
     def __init__(self, ch: int = 32, feature_dim: int = 128, num_classes: int = 10, dropout: float = 0.2) -> None:
@@ -55,19 +57,34 @@ class NoisyClassifier(nn.Module):
     r"""Time-conditioned CNN :math:`p_\phi(y\mid x_t, t)`: ``logits = model(x_t, t)``.
 
     Each conv stage is ``conv → GroupNorm → + W e(t) → SiLU``, so every layer knows how
-    much noise to expect. About 0.2M parameters.
+    much noise to expect. The head reads the last stage averaged over the image, or, with ``spatial_head``,
+    its 7×7 layout (squeezed to 32 channels by a 1×1 conv). With ``linear_bases = K > 0`` the logits also get
+    a linear discriminant on the raw pixels whose weights move with the noise level,
+    :math:`\sum_{k=1}^K g_k(t)\,W_k x_t` (gates :math:`g(t)` = softmax of a linear map of the time
+    embedding): at high noise the best classifier is nearly linear (a linear discriminant on :math:`x_t`),
+    so the network holds that family exactly. The parameter count depends on the config; the
+    shipped network's config and count are in ``checkpoints/manifest.json``.
     """
 
-    def __init__(self, ch: int = 32, num_classes: int = 10, emb_dim: int = 128) -> None:
+    def __init__(self, ch: int = 32, num_classes: int = 10, emb_dim: int = 128, spatial_head: bool = False,
+                 linear_bases: int = 0) -> None:
         super().__init__()
-        self.config: dict[str, Any] = dict(ch=ch, num_classes=num_classes, emb_dim=emb_dim)
+        self.config: dict[str, Any] = dict(ch=ch, num_classes=num_classes, emb_dim=emb_dim, spatial_head=spatial_head,
+                                           linear_bases=linear_bases)
+        self.num_classes, self.linear_bases = num_classes, linear_bases
+        self.linear = nn.Linear(28 * 28, num_classes * linear_bases) if linear_bases else None
+        self.gates = nn.Linear(emb_dim, linear_bases) if linear_bases else None
         self.time = TimeEmbedding(emb_dim, sin_dim=ch)
         chans = [(1, ch), (ch, ch), (ch, 2 * ch), (2 * ch, 2 * ch), (2 * ch, 4 * ch)]
         self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1) for i, o in chans)
         self.norms = nn.ModuleList(nn.GroupNorm(8, o) for _, o in chans)
         self.embs = nn.ModuleList(nn.Linear(emb_dim, o) for _, o in chans)
         self.pool_after = {1, 3}
-        self.head = nn.Sequential(nn.Linear(4 * ch, 128), nn.SiLU(), nn.Linear(128, num_classes))
+        # spatial_head: keep *where* the 7x7 features are (a 1x1 conv to 32 channels, then flatten), as a
+        # linear discriminant on the pixels does; without it, features are averaged over the image.
+        self.squeeze = nn.Conv2d(4 * ch, 32, 1) if spatial_head else None
+        self.head = nn.Sequential(nn.Linear(32 * 49 if spatial_head else 4 * ch, 128), nn.SiLU(),
+                                  nn.Linear(128, num_classes))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         t = torch.as_tensor(t, device=x.device)
@@ -79,4 +96,8 @@ class NoisyClassifier(nn.Module):
             h = F.silu(norm(conv(h)) + emb(e)[:, :, None, None])
             if i in self.pool_after:
                 h = F.max_pool2d(h, 2)
-        return self.head(h.mean(dim=(2, 3)))
+        logits = self.head(self.squeeze(h).flatten(1) if self.squeeze is not None else h.mean(dim=(2, 3)))
+        if self.linear is not None:  # sum_k g_k(t) W_k x_t
+            per_basis = self.linear(x.flatten(1)).reshape(x.shape[0], self.linear_bases, self.num_classes)
+            logits = logits + (torch.softmax(self.gates(e), dim=1)[:, :, None] * per_basis).sum(1)
+        return logits

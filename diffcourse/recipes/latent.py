@@ -203,6 +203,6 @@ def load_or_train_latent(train: bool = False, device: torch.device | str | None 
     for name, recipe in LATENT_RECIPES.items():
         ae = Path(out) / recipe.autoencoder / f"{recipe.autoencoder}.pt" if recipe.kind == "latent-diffusion" else None
         _, path = train_latent_recipe(name, Path(out) / name, resume=True, device=device or "cpu", autoencoder=ae,
-                                      command=f"diffcourse.recipes.latent.load_or_train_latent(train=True)")
+                                      command="diffcourse.recipes.latent.load_or_train_latent(train=True)")
         models[name] = load_model(str(path), device or "cpu")[0]
     return models

@@ -13,9 +13,16 @@ On a decreasing subsequence :math:`\tau_S > … > \tau_1` of the training steps,
 with :math:`\bar\alpha_s = 1` after the last step (so the result is :math:`\hat x_0`).
 :math:`\eta = 0` is the deterministic DDIM; :math:`\eta = 1` has the variance of DDPM's
 ancestral step. Which S of the T steps to visit is the *spacing* (`ddim_timesteps`): ``"leading"``
-``0, c, 2c, …`` with ``c = T // S`` (the DDIM code's default), ``"trailing"`` which always
+``0, c, 2c, …`` with ``c = T // S`` (the original DDIM code's default), ``"trailing"`` which always
 includes the last step ``T-1`` (so sampling starts from true noise; Lin et al. 2024), and
 ``"quadratic"`` which crowds the steps at low noise (the DDIM paper's choice for CIFAR-10).
+
+The package's default is ``"trailing"``. Sampling starts from :math:`x_T\sim\mathcal N(0, I)`, which is
+the distribution of :math:`x_{T-1}` (code index) only; leading spacing never visits ``T-1`` when S < T,
+so it hands pure noise to the network labelled as a less noisy step whose real inputs still carry
+:math:`\sqrt{\bar\alpha_{\tau_S}}` of signal (with 10 of 1000 steps it starts at ``t = 900``), and leaves the
+network's training at the noisiest levels unused. Trailing spacing starts where the forward process
+ends. Pass ``spacing="leading"`` to reproduce results made with the old default.
 
 `ddim_invert` runs the deterministic update the other way, :math:`x_0 \to x_T`, giving the
 latent noise from which DDIM with :math:`\eta = 0` reproduces an image.
@@ -36,8 +43,8 @@ __all__ = ["ddim_sample", "ddim_timesteps", "ddim_grid", "ddim_step", "ddim_upda
 SPACINGS = ("leading", "trailing", "quadratic")
 
 
-def ddim_timesteps(T: int, steps: int, spacing: str = "leading") -> list[int]:
-    """The ``steps`` timesteps DDIM visits, increasing.
+def ddim_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
+    """The ``steps`` timesteps DDIM visits, increasing (default ``"trailing"``: see the module docstring).
 
     * ``"leading"``: ``[0, c, 2c, …, (S-1)c]``, ``c = T // S`` — never visits ``T-1`` when S < T;
     * ``"trailing"``: ``round(T - k T/S) - 1`` for ``k = S-1 … 0`` — always ends at ``T-1``;
@@ -65,7 +72,7 @@ def ddim_timesteps(T: int, steps: int, spacing: str = "leading") -> list[int]:
     return ts
 
 
-def ddim_grid(T: int, steps: int, spacing: str = "leading") -> list[int]:
+def ddim_grid(T: int, steps: int, spacing: str = "trailing") -> list[int]:
     """The decreasing grid DDIM walks: `ddim_timesteps` reversed, then ``-1`` (the data)."""
     return ddim_timesteps(T, steps, spacing)[::-1] + [-1]
 
@@ -101,11 +108,12 @@ def ddim_step(eps_fn: EpsFn, schedule: NoiseSchedule, x: torch.Tensor, t: int, s
 def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int] | torch.Tensor, *, steps: int = 50,
                 generator: torch.Generator | None = None, device: torch.device | str | None = None,
                 progress: bool = False, return_trajectory: bool = False, trajectory_every: int = 1,
-                eta: float = 0.0, spacing: str = "leading", clip_x0: float | None = None):
+                eta: float = 0.0, spacing: str = "trailing", clip_x0: float | None = None):
     r"""DDIM with ``steps`` network evaluations on `ddim_grid`; returns :math:`x_0` (and the trajectory).
 
     The shared arguments are `sample_loop`'s. Noise (the start, and :math:`z` when ``eta > 0``,
-    on every step but the last) is drawn on the CPU from ``generator``.
+    on every step but the last) is drawn on the CPU from ``generator``. ``spacing`` defaults to
+    ``"trailing"``, which starts at ``T-1``, where :math:`x_T\sim\mathcal N(0, I)` is true.
     """
     if not (math.isfinite(eta) and 0 <= eta <= 1):
         raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}.")
@@ -120,7 +128,7 @@ def ddim_sample(eps_fn: EpsFn, schedule: NoiseSchedule, shape_or_x: Sequence[int
 
 
 def ddim_invert(eps_fn: EpsFn, schedule: NoiseSchedule, x0: torch.Tensor, *, steps: int = 50,
-                spacing: str = "leading", progress: bool = False, return_trajectory: bool = False):
+                spacing: str = "trailing", progress: bool = False, return_trajectory: bool = False):
     r"""DDIM inversion: the :math:`\eta = 0` update run *upwards* on the grid ``-1, τ_1, …, τ_S``.
 
     Each step uses the noise predicted at the current point, :math:`\hat\varepsilon = \varepsilon_\theta(x_s, s)`

@@ -52,7 +52,8 @@ def cfg_eps_fn(model: nn.Module, y: torch.Tensor, w: float) -> EpsFn:
     class-conditional ``model`` with a null label (``model.label.null_label``), for labels ``y``.
 
     Both predictions come from one batched call (the batch doubled), so a guided step costs two NFE.
-    ``w = 1`` skips the unconditional half.
+    The two ends cost one: ``w = 1`` is the conditional model alone and ``w = 0`` the unconditional
+    model alone (the null label), so each evaluates only its own half.
     """
     label = getattr(model, "label", None)
     if label is None:
@@ -62,8 +63,10 @@ def cfg_eps_fn(model: nn.Module, y: torch.Tensor, w: float) -> EpsFn:
 
     def f(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         yy = torch.as_tensor(y, device=x.device).long().reshape(-1).expand(x.shape[0])
-        if w == 1.0:
+        if w == 1.0:   # the conditional model: eps_u + 1 * (eps_c - eps_u) = eps_c
             return model(x, t, yy)
+        if w == 0.0:   # the unconditional model: eps_u + 0 * (eps_c - eps_u) = eps_u
+            return model(x, t, torch.full_like(yy, null))
         eps_c, eps_u = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([yy, torch.full_like(yy, null)])).chunk(2)
         return cfg_combine(eps_c, eps_u, w)
 
