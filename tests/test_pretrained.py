@@ -73,7 +73,8 @@ def test_unknown_and_missing(ckpt_dir):
         load_pretrained("tiny-classifier", checkpoint_dir=folder)
 
 
-SHIPPED = ["mnist-cfg", "mnist-classifier", "mnist-ddpm", "mnist-noisy-classifier"]
+SHIPPED = ["latent-gan", "latent-ldm", "latent-vae", "latent-vae-beta1", "mnist-cfg", "mnist-classifier", "mnist-ddpm",
+           "mnist-noisy-classifier"]
 
 
 def test_shipped_checkpoints_match_manifest():
