@@ -29,7 +29,8 @@ from diffcourse.pretrained import load_model
 from diffcourse.sampling import generate
 from diffcourse.data.mnist import load_mnist
 from diffcourse.device import get_device
-from diffcourse.metrics import classifier_features, feature_stats, frechet_distance, lda_on_noisy
+from diffcourse.metrics import (classifier_accuracy, classifier_features, confident_share, feature_stats, frechet_distance,
+                                lda_on_noisy)
 from diffcourse.schedules import make_schedule
 
 PARTS = ("classifier", "noisy", "ddim", "ddpm", "cfg", "cg")
@@ -40,21 +41,13 @@ def log(msg: str) -> None:
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device, t: int | None = None,
-             batch: int = 1000) -> float:
+def noisy_accuracy(model: torch.nn.Module, x_t: torch.Tensor, y: torch.Tensor, t: int, device, batch: int = 1000) -> float:
+    """Accuracy of the time-conditioned classifier on ``x_t``, all at timestep ``t``."""
     correct = 0
-    for i in range(0, x.shape[0], batch):
-        xb = x[i:i + batch].to(device)
-        logits = model(xb) if t is None else model(xb, torch.full((xb.shape[0],), t, device=device))
-        correct += int((logits.argmax(1).cpu() == y[i:i + batch]).sum())
-    return correct / x.shape[0]
-
-
-@torch.no_grad()
-def confident_share(model: torch.nn.Module, x: torch.Tensor, device, threshold: float = 0.9, batch: int = 1000) -> float:
-    """Fraction of images the clean classifier reads as some digit with softmax confidence ≥ ``threshold``."""
-    conf = torch.cat([torch.softmax(model(x[i:i + batch].to(device)), 1).amax(1).cpu() for i in range(0, len(x), batch)])
-    return float((conf >= threshold).float().mean())
+    for i in range(0, x_t.shape[0], batch):
+        xb = x_t[i:i + batch].to(device)
+        correct += int((model(xb, torch.full((xb.shape[0],), t, device=device)).argmax(1).cpu() == y[i:i + batch]).sum())
+    return correct / x_t.shape[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     clf, _ = load_model(args.classifier, device)
     if "classifier" in parts:
-        result["classifier"] = {"test_accuracy": accuracy(clf, x_test, y_test, device), "n_test": int(x_test.shape[0])}
+        result["classifier"] = {"test_accuracy": classifier_accuracy(x_test, y_test, clf), "n_test": int(x_test.shape[0])}
         log(f"classifier: {result['classifier']}")
         save(result)
     if "noisy" in parts:
@@ -103,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         y_train = load_mnist("train")[1]
         lda = lda_on_noisy(x_train, y_train, x_test, y_test, schedule, ts, generator=torch.Generator().manual_seed(args.seed))
         result["noisy_classifier"] = {
-            "accuracy_at_t": {str(t): accuracy(nclf, schedule.q_sample(x_test, t, eps), y_test, device, t=t) for t in ts},
+            "accuracy_at_t": {str(t): noisy_accuracy(nclf, schedule.q_sample(x_test, t, eps), y_test, t, device) for t in ts},
             "lda_accuracy_at_t": {str(t): a for t, a in lda.items()},
             "lda": "closed-form linear discriminant on x_t (class means and pooled covariance of x_0, noised in closed form)",
             "chance": 0.1, "n_test": int(x_test.shape[0])}
@@ -124,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         std = (sum((v - mean) ** 2 for v in vals) / max(len(vals) - 1, 1)) ** 0.5
         return {"n": k, "fid_mean": mean, "fid_std": std, "fid_draws": vals}
 
-    result["real_confident_share"] = confident_share(clf, x_test, device)
+    result["real_confident_share"] = confident_share(x_test, clf)
     result["reference"] = "MNIST test set (10000 images), features: mnist-classifier penultimate layer (128-d)"
     result["floor"] = floor(n)
     log(f"floor: {result['floor']}")
@@ -143,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             f = fid_to_test(ddim_images)
             result["ddim50"] = {"n": n, "fid": f, "fid_over_floor": f / result["floor"]["fid_mean"], "seconds": sec,
                                 "seconds_per_sample": sec / n, "nfe": nfe,
-                                "confident_share": confident_share(clf, ddim_images, device)}
+                                "confident_share": confident_share(ddim_images, clf)}
             log(f"ddim50: {result['ddim50']}")
             save(result)
         if "ddpm" in parts:
@@ -152,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             fl = floor(m) if m != n else result["floor"]
             f = fid_to_test(imgs)
             f_ddim = fid_to_test(ddim_images[:m])
-            result["ddpm1000"] = {"n": m, "fid": f, "confident_share": confident_share(clf, imgs, device), "floor_at_n": fl["fid_mean"], "fid_over_floor": f / fl["fid_mean"],
+            result["ddpm1000"] = {"n": m, "fid": f, "confident_share": confident_share(imgs, clf), "floor_at_n": fl["fid_mean"], "fid_over_floor": f / fl["fid_mean"],
                                   "ddim50_fid_at_n": f_ddim, "ddim50_fid_over_ddpm1000_fid": f_ddim / f,
                                   "seconds": sec, "seconds_per_sample": sec / m, "nfe": nfe,
                                   "ddim50_speedup_per_sample": (sec / m) / ddim_seconds_per_sample}
@@ -167,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         for w in (float(s) for s in args.cfg_w.split(",")):
             imgs, sec, nfe = generate(model, schedule, m, sampler="ddim", steps=50, seed=args.seed, labels=labels,
                                       guidance=w, device=device, batch_size=args.batch_size, progress=True)
-            acc = accuracy(clf, imgs, labels, device)
-            entry = {"accuracy": acc, "fid": fid_to_test(imgs), "confident_share": confident_share(clf, imgs, device),
+            acc = classifier_accuracy(imgs, labels, clf)
+            entry = {"accuracy": acc, "fid": fid_to_test(imgs), "confident_share": confident_share(imgs, clf),
                      "seconds": sec, "nfe": nfe}
             result["cfg"]["per_w"][str(w)] = entry
             log(f"cfg w={w}: {entry}")
@@ -191,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             imgs, sec, nfe = generate(model, schedule, m, sampler="ddim", steps=args.cg_steps, seed=args.seed,
                                       labels=labels, classifier=nclf, classifier_scale=s, device=device,
                                       batch_size=args.batch_size, progress=True)
-            entry = {"accuracy": accuracy(clf, imgs, labels, device), "fid": fid_to_test(imgs), "seconds": sec,
+            entry = {"accuracy": classifier_accuracy(imgs, labels, clf), "fid": fid_to_test(imgs), "seconds": sec,
                      "nfe": nfe}
             result["cg"]["per_s"][str(s)] = entry
             log(f"cg s={s}: {entry}")
