@@ -28,6 +28,7 @@ import torch
 __all__ = [
     "NoiseSchedule",
     "make_schedule",
+    "respace",
     "linear_betas",
     "cosine_betas",
     "sigmoid_betas",
@@ -215,3 +216,26 @@ def make_schedule(name: str = "linear", T: int = 1000, **kw: float) -> NoiseSche
     if int(T) < 1:
         raise ValueError(f"T must be a positive number of steps, got {T}.")
     return NoiseSchedule(SCHEDULES[name](int(T), **kw), name=name)
+
+
+def respace(schedule: NoiseSchedule, steps: int) -> tuple[NoiseSchedule, torch.Tensor]:
+    r"""The same diffusion on ``steps`` of its timesteps (Nichol & Dhariwal 2021, "respacing").
+
+    Keep the timesteps :math:`\tau_0 < \dots < \tau_{S-1}` spread evenly over :math:`0 … T-1` (:math:`\tau_{S-1}
+    = T-1`, so sampling still starts from pure noise) and give the shorter chain the :math:`\beta'` that reproduce
+    their :math:`\bar\alpha`,
+
+    .. math::
+
+        \beta'_i = 1 - \bar\alpha_{\tau_i} / \bar\alpha_{\tau_{i-1}}, \qquad \bar\alpha_{\tau_{-1}} = 1,
+
+    so that :math:`\bar\alpha'_i = \bar\alpha_{\tau_i}`: a network trained on the long chain predicts the noise
+    of the short one when called at :math:`\tau_i` instead of :math:`i`. Returns ``(short_schedule, tau)``; any
+    sampler written for a `NoiseSchedule` runs on the short one with ``eps_fn(x, tau[i])``.
+    """
+    if not 1 <= int(steps) <= schedule.T:
+        raise ValueError(f"steps must be between 1 and T = {schedule.T}, got {steps}.")
+    tau = torch.linspace(0, schedule.T - 1, int(steps), dtype=torch.float64).round().long()
+    ab = schedule.alpha_bars[tau]
+    betas = 1 - ab / torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
+    return NoiseSchedule(betas, name=f"{schedule.name}, respaced to {int(steps)}"), tau

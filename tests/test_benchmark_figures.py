@@ -60,3 +60,24 @@ def test_chapter9_quotes_the_editing_benchmark():
     assert "agreement " + ", ".join(f"{r['agreement']:.2f}" for r in sdedit) in text
     assert "confidence " + ", ".join(f"{r['confidence']:.2f}" for r in sdedit) in text
     assert f"against {bench['guides']['agreement']:.2f} for the guides themselves" in text
+
+
+def test_the_mnist_training_exercise_is_calibrated_as_shipped():
+    """Chapter 2's ``mnist_ddpm`` check: its calibration run used today's budget and thresholds, every correct
+    solution in it passes and every broken version fails, and docs/EXERCISES.md quotes what each scored."""
+    from diffcourse.grading.ch02 import MNIST_CONFIDENCE, MNIST_MAX_CLASS, MNIST_N, MNIST_SHARE
+    from diffcourse.recipes.mnist_budget import BUDGET
+
+    bench = json.loads((ROOT / "benchmarks/results/mnist_training_exercise.json").read_text())
+    assert bench["budget"] == BUDGET, "the budget changed since the calibration: re-run benchmarks/mnist_training_exercise.py"
+    assert (bench["n"], bench["pass_share"], bench["max_class_share"], bench["confidence"]) == (
+        MNIST_N, MNIST_SHARE, MNIST_MAX_CLASS, MNIST_CONFIDENCE)
+    rows = {r["variant"]: r for r in bench["rows"]}
+    assert {"solution", "no_time", "wrong_target", "no_ema"} <= set(rows)
+    for name, row in rows.items():
+        passes = row["confident_share"] >= MNIST_SHARE and row["top_share"] <= MNIST_MAX_CLASS
+        assert row["passed"] == passes and passes == name.startswith("solution"), (name, row)
+    doc = (ROOT / "docs/EXERCISES.md").read_text()
+    for name, row in rows.items():
+        quoted = f"`{name}`: {100 * row['confident_share']:.0f} % confident, top digit {100 * row['top_share']:.0f} %"
+        assert quoted in doc, f"docs/EXERCISES.md does not quote {name}'s score: {quoted}"

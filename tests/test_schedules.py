@@ -111,3 +111,18 @@ def test_conversions_round_trip():
     assert torch.allclose(s.predict_x0(xt, t, eps), x0)
     assert torch.allclose(s.predict_eps(xt, t, x0), eps)
     assert torch.allclose(s.eps_from_velocity(xt, t, s.velocity(x0, t, eps)), eps)
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_respace_keeps_the_alpha_bars_of_the_kept_timesteps(name):
+    from diffcourse.schedules import respace
+
+    long = make_schedule(name, 1000)
+    short, tau = respace(long, 250)
+    assert short.T == 250 and tau[0] == 0 and tau[-1] == 999 and (tau.diff() > 0).all()
+    torch.testing.assert_close(short.alpha_bars, long.alpha_bars[tau], rtol=1e-12, atol=0)
+    same, every = respace(long, 1000)
+    torch.testing.assert_close(same.betas, long.betas, rtol=1e-9, atol=1e-15)
+    assert torch.equal(every, torch.arange(1000))
+    with pytest.raises(ValueError, match="between 1 and T"):
+        respace(long, 0)

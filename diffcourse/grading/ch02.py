@@ -9,30 +9,40 @@ ddpm_step          ``ddpm_step(eps_fn, schedule, x, t, noise, variance)``   `dif
 train_and_sample   ``train_and_sample(dataset, n, generator)``              sliced Wasserstein vs the data floor
 compare_schedules  ``compare_schedules(dataset, x_T, data, other, steps,   `schedule_ratios` (DDIM from x_T with the
                    spacing)`` → (table, models)                             returned models), `schedule_fit_losses`
+mnist_ddpm         ``(train_step, sample_digits)``: ``train_step(model,     stage 1: exact, on a `_StepNet` and a
+                   ema_model, optimizer, x0, t, eps, alpha_bars,            `FakeEps`; stage 2: `train_on_budget`,
+                   ema_decay)`` → loss; ``sample_digits(eps_fn, schedule,   then `mnist_verdict` (the classifier's
+                   x_T, generator)`` → x0                                   confident share) ≥ `MNIST_SHARE`, no
+                                                                            digit over `MNIST_MAX_CLASS`
 =================  =======================================================  =========================================
 
 The networks the learner's code calls are `diffcourse.grading.fixtures.FakeEps`: cheap,
 deterministic functions of ``x`` *and* ``t``, so that calling one on the wrong input or at the
 wrong timestep shows.
-Timesteps are 0-based, as in `diffcourse.schedules`.
+Timesteps are 0-based, as in `diffcourse.schedules`. ``mnist_ddpm``'s threshold comes from
+``benchmarks/mnist_training_exercise.py`` (the solution against broken versions).
 """
 from __future__ import annotations
 
 import inspect
 import math
+import time
 from typing import Any
 
 import torch
 
 from ..data import toy2d
-from ..metrics import sliced_wasserstein, sw_floor_ratio
-from ..objectives import diffusion_loss
+from ..metrics import confident_share, sliced_wasserstein, sw_floor_ratio
+from ..objectives import diffusion_loss, eps_fn
+from ..pretrained import load_pretrained
+from ..recipes.mnist_budget import BUDGET, budget_schedule, reference_sample, respaced_eps_fn, train_on_budget
 from ..samplers.ddim import SPACINGS, ddim_sample
+from ..samplers.ddpm import VARIANCES
 from ..samplers.ddpm import ddpm_step as ddpm_step_reference
 from ..schedules import NoiseSchedule, make_schedule
 from .compare import as_float, as_int, as_pair, describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule
+from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule, uniform
 
 CHAPTER = 2
 
@@ -558,3 +568,255 @@ def check_compare_schedules(fn: Fn, ctx: CheckContext) -> str:
     return (f"every number recomputes from your models and x_T — {rows} (× the data-vs-data floor at "
             f"{' / '.join(map(str, SCHEDULE_STEPS))} DDIM steps); each model fits its own schedule best "
             f"(L_simple on it: {fit}).")
+
+
+# ----------------------------------------------------------------------------------------- (f) DDPM on MNIST
+MNIST_N = 256            # digits the learner's sampler draws …
+MNIST_SAMPLE_STEPS = 250  # … on the chain respaced to 250 of its 1000 steps (the cost of 64 digits at 1000 steps)
+MNIST_SHARE = 0.4        # pass: at least this share of them read as confident digits (calibrated, see below)
+MNIST_MAX_CLASS = 0.3    # … and no digit more than this share of those (noise and smudges all read as one digit)
+MNIST_CONFIDENCE = 0.9   # `confident_share`'s threshold on max_y p(y | x)
+_LAST_MNIST_RUN: dict[str, Any] = {}
+
+
+def _unpack_pair(fn: Any) -> tuple[Fn, Fn]:
+    """The learner's ``(train_step, sample_digits)``."""
+    if isinstance(fn, (tuple, list)) and len(fn) == 2 and all(callable(f) for f in fn):
+        return fn[0], fn[1]
+    raise Mismatch("expected the pair of your two functions, (train_step, sample_digits).",
+                   hint='check("mnist_ddpm", (train_step, sample_digits)) — both names, no parentheses after them.',
+                   show_seed=False)
+
+
+class _StepNet(torch.nn.Module):
+    """A `FakeEps` with two trainable numbers, ŷ = s·fake(x, t) + b, so that a training step has gradients to show."""
+
+    def __init__(self, fake: FakeEps, scale: float, shift: float) -> None:
+        super().__init__()
+        self.fake = fake
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+        self.shift = torch.nn.Parameter(torch.tensor(shift))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.fake(x, t) + self.shift
+
+
+def _params(net: torch.nn.Module) -> torch.Tensor:
+    return torch.stack([p.detach().double() for p in net.parameters()])
+
+
+def _train_step_case(ctx: CheckContext, tail: tuple[int, ...], sched: NoiseSchedule) -> dict[str, Any]:
+    """One fixed training step's inputs: a `_StepNet`, its EMA copy (elsewhere, as after some training), an SGD
+    optimiser, a stale gradient left in ``.grad`` (as after the previous step), x0, t (0 and T−1 included), ε, d."""
+    fake = FakeEps(ctx)
+    net = _StepNet(fake, uniform(ctx, 0.5, 1.5), uniform(ctx, -0.2, 0.2))
+    ema = _StepNet(fake, uniform(ctx, 0.5, 1.5), uniform(ctx, -0.2, 0.2)).requires_grad_(False)
+    for p in net.parameters():
+        p.grad = torch.full((), uniform(ctx, 0.5, 2.0))  # the previous step's gradient: zero_grad must clear it
+    x0 = batch(ctx, tail, B=randint(ctx, 6, 10))
+    t = torch.randint(0, sched.T, (x0.shape[0],), generator=ctx.gen)
+    t[0], t[1] = 0, sched.T - 1
+    return dict(net=net, ema=ema, fake=fake, x0=x0, t=t, eps=torch.randn(x0.shape, generator=ctx.gen),
+                sched=sched, decay=uniform(ctx, 0.8, 0.95), lr=0.1)
+
+
+def _loss_and_grad(case: dict[str, Any], params: torch.Tensor, **wrong: Any) -> tuple[float, torch.Tensor]:
+    """The loss of the case's network at ``params`` and its gradient; ``wrong`` switches in a known mistake:
+    ``goal`` ('x0' or 'v'), ``shift`` (call the network at t + shift), ``no_time``, ``no_sqrt``, ``clean``, ``sum``,
+    ``abs``."""
+    x0, t, eps, a = case["x0"].double(), case["t"], case["eps"].double(), bcast(case["sched"].alpha_bars[case["t"]],
+                                                                                 case["x0"])
+    leaf = params.clone().requires_grad_(True)
+    s, b = leaf
+    xt = a * x0 + (1 - a) * eps if wrong.get("no_sqrt") else a.sqrt() * x0 + (1 - a).sqrt() * eps
+    xt = x0 if wrong.get("clean") else xt
+    tt = torch.zeros_like(t) if wrong.get("no_time") else t + wrong.get("shift", 0)
+    goal = {"eps": eps, "x0": x0, "v": a.sqrt() * eps - (1 - a).sqrt() * x0}[wrong.get("goal", "eps")]
+    err = s * case["fake"](xt.float(), tt).double() + b - goal
+    loss = err.abs().mean() if wrong.get("abs") else (err ** 2).sum() if wrong.get("sum") else (err ** 2).mean()
+    loss.backward()
+    return float(loss.detach()), leaf.grad
+
+
+_LOSS_MISTAKES = {
+    "regress x0 (the clean image) instead of the noise ε: DDPM's network predicts ε": dict(goal="x0"),
+    "regress v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0 instead of the noise ε": dict(goal="v"),
+    "call the network with t = 0 for every example: it must be told each example's noise level t": dict(no_time=True),
+    "call the network at t − 1 (t is 0-based: the network is asked about x_t at step t)": dict(shift=-1),
+    "call the network at t + 1 (t is 0-based: the network is asked about x_t at step t)": dict(shift=1),
+    "form x_t without the square roots (ᾱ_t·x0 + (1 − ᾱ_t)·ε)": dict(no_sqrt=True),
+    "feed x0 to the network instead of the noisy x_t": dict(clean=True),
+    "sum the squared errors instead of averaging them": dict(sum=True),
+    "take the absolute error instead of the squared error": dict(abs=True),
+}
+
+
+def _expect_train_step(fn: Fn, ctx: CheckContext, case: dict[str, Any]) -> None:
+    """Stage 1 of the MNIST check on one case: the returned loss, the weights after the optimiser step, the EMA."""
+    net, ema, lr, d = case["net"], case["ema"], case["lr"], case["decay"]
+    p0, e0, stale = _params(net), _params(ema), torch.stack([p.grad.double() for p in net.parameters()])
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    what = "train_step(model, ema_model, optimizer, x0, t, eps, alpha_bars, ema_decay)"
+    inputs = (f"x0 {describe(case['x0'])}, t = {case['t'].tolist()}, the {case['sched'].name} schedule with "
+              f"T = {case['sched'].T}, ema_decay = {d:.4f}, optimizer = SGD(lr={lr})")
+    out = ctx.call(fn, net, ema, opt, case["x0"], case["t"], case["eps"], case["sched"].alpha_bars, d, what=what)
+    loss, grad = _loss_and_grad(case, p0)
+    mistakes = {text: _loss_and_grad(case, p0, **wrong)[0] for text, wrong in _LOSS_MISTAKES.items()}
+    expect_close(as_float(out, what), loss, what=f"the loss {what} returned", inputs=inputs, rtol=1e-4, atol=1e-6,
+                 mistakes=mistakes)
+    p1 = _params(net)
+    step = {"never call optimizer.step(), or call it before loss.backward() (the weights did not change)": p0,
+            "forget optimizer.zero_grad(): the previous step's gradient is still in .grad and adds to this one":
+                p0 - lr * (grad + stale),
+            "call optimizer.step() before loss.backward() (the step used the previous step's gradient)": p0 - lr * stale}
+    _expect_numbers(p1, p0 - lr * grad, "the network's weights after your step", inputs, step)
+    if any(p.requires_grad or p.grad_fn is not None for p in ema.parameters()):
+        raise Mismatch("after your step ema_model's weights carry a gradient history: each step would chain onto the "
+                       "last one, and memory and time grow with every step.",
+                       hint="Update the EMA under `with torch.no_grad():` (p_ema.mul_(d).add_((1 − d)·p), or "
+                            "p_ema.lerp_(p, 1 − d)).")
+    ema_mistakes = {"never update ema_model": e0,
+                    "swap d and 1 − d: the EMA keeps d of its old value, θ_EMA ← d·θ_EMA + (1 − d)·θ":
+                        (1 - d) * e0 + d * p1,
+                    "update the EMA before optimizer.step(): average in the weights after the step": d * e0 + (1 - d) * p0,
+                    "copy the weights into ema_model instead of averaging them in": p1,
+                    "forget to scale the EMA's old value by d": e0 + (1 - d) * p1}
+    _expect_numbers(_params(ema), d * e0 + (1 - d) * p1, "ema_model's weights after your step", inputs, ema_mistakes)
+
+
+def _expect_numbers(got: torch.Tensor, expected: torch.Tensor, what: str, inputs: str,
+                    mistakes: dict[str, torch.Tensor]) -> None:
+    if torch.allclose(got, expected, rtol=1e-4, atol=1e-6):
+        return
+    message = (f"{what} are {[round(v, 6) for v in got.tolist()]}, expected {[round(v, 6) for v in expected.tolist()]}."
+               f"\n   inputs: {inputs}")
+    mistake = next((text for text, wrong in mistakes.items() if torch.allclose(got, wrong, rtol=1e-4, atol=1e-6)), None)
+    raise Mismatch(message + (f"\n   That is exactly what you get if you {mistake}." if mistake else ""))
+
+
+def _wrong_loop(eps_fn: Fn, sched: NoiseSchedule, x_T: torch.Tensor, seed: int, *, ts: list[int] | None = None,
+                noise_at_0: bool = False, noise: str = "fresh") -> torch.Tensor:
+    """Ancestral sampling with a known mistake: another order of timesteps ``ts``, noise at t = 0 too,
+    ``noise='none'`` (no noise) or ``'once'`` (one z for every step)."""
+    g = torch.Generator().manual_seed(seed)
+    x, z_once = x_T.clone(), None
+    for t in (ts if ts is not None else range(sched.T - 1, -1, -1)):
+        z = torch.randn(x.shape, generator=g) if t > 0 or noise_at_0 else torch.zeros_like(x)
+        if noise == "once":
+            z_once = z if z_once is None else z_once
+            z = z_once
+        x = ddpm_step_reference(eps_fn, sched, x, t, torch.zeros_like(z) if noise == "none" else z)
+        if t == 0 and noise_at_0:
+            x = x + float(sched.betas[0]) ** 0.5 * z
+    return x
+
+
+def _sampler_mistakes(eps_fn: Fn, sched: NoiseSchedule, x_T: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    T = sched.T
+    return {
+        "run the loop forwards, t = 0, 1, …, T−1: sampling goes backwards, from t = T−1 down to 0":
+            _wrong_loop(eps_fn, sched, x_T, seed, ts=list(range(T))),
+        "stop before t = 0: the last step (t = 0) is needed too, and returns its mean": 
+            _wrong_loop(eps_fn, sched, x_T, seed, ts=list(range(T - 1, 0, -1))),
+        "start at t = T−2, skipping the first step t = T−1": _wrong_loop(eps_fn, sched, x_T, seed,
+                                                                         ts=list(range(T - 2, -1, -1))),
+        "add noise at t = 0 too (the last step returns the mean)": _wrong_loop(eps_fn, sched, x_T, seed, noise_at_0=True),
+        "leave out the noise σ_t·z: ancestral sampling adds fresh noise at every step but the last":
+            _wrong_loop(eps_fn, sched, x_T, seed, noise="none"),
+        "draw z once and reuse it at every step: draw a fresh z at every step":
+            _wrong_loop(eps_fn, sched, x_T, seed, noise="once"),
+        "return x_T unchanged": x_T,
+    }
+
+
+def _expect_sampler(fn: Fn, ctx: CheckContext) -> None:
+    """Stage 1 of the MNIST check: the learner's loop against `reference_sample` (either variance) on a `FakeEps`."""
+    sched = make_schedule(["linear", "cosine"][randint(ctx, 0, 1)], randint(ctx, 20, 60))
+    eps_fn, x_T, seed = FakeEps(ctx), batch(ctx, (1, 4, 4)), randint(ctx, 0, 10**6)
+    what = f"sample_digits(eps_fn, schedule, x_T, generator)"
+    inputs = f"x_T {describe(x_T)}, the {sched.name} schedule with T = {sched.T}, generator seeded with {seed}"
+    outs = [ctx.call(fn, eps_fn, sched, x_T, torch.Generator().manual_seed(seed), what=what) for _ in range(2)]
+    refs = [reference_sample(eps_fn, sched, x_T, torch.Generator().manual_seed(seed), v) for v in VARIANCES]
+    for out in outs:
+        expect_like(out, x_T, what=what, inputs=inputs)
+    if not torch.equal(outs[0], outs[1]):
+        raise Mismatch(f"{what} gave different samples in two calls with generators seeded alike.\n   inputs: {inputs}",
+                       hint="Draw every z from the generator you are given: torch.randn(x.shape, generator=generator).")
+    if any(torch.allclose(outs[0].double(), r.double(), rtol=1e-4, atol=1e-5) for r in refs):
+        return
+    expect_tensor(outs[0], refs[0], what=what, inputs=inputs, rtol=1e-4, atol=1e-5, check_dtype=False,
+                  mistakes=_sampler_mistakes(eps_fn, sched, x_T, seed))
+
+
+def mnist_verdict(samples: torch.Tensor, classifier: torch.nn.Module) -> dict[str, Any]:
+    """What the course classifier reads in ``samples`` (clamped to [−1, 1]): the confident share (max_y p(y | x) ≥
+    `MNIST_CONFIDENCE`), how many confident digits of each kind, the share of the most frequent one among them, and
+    whether that passes (≥ `MNIST_SHARE` confident, no digit over `MNIST_MAX_CLASS` of the confident ones: the
+    classifier reads noise and smudges confidently as one digit, usually an 8)."""
+    x = samples.detach().float().clamp(-1, 1)
+    with torch.no_grad():
+        probs = torch.softmax(classifier(x).float(), 1)
+    confident = probs.max(1).values >= MNIST_CONFIDENCE
+    counts = torch.bincount(probs.argmax(1)[confident], minlength=10)
+    share = float(confident.float().mean())
+    top = float(counts.max()) / max(int(confident.sum()), 1)
+    return dict(confident_share=share, top_digit=int(counts.argmax()), top_share=top, counts=counts.tolist(),
+                passed=share >= MNIST_SHARE and top <= MNIST_MAX_CLASS)
+
+
+def last_mnist_run() -> dict[str, Any]:
+    """The last MNIST check's samples, losses, seconds and verdict (empty before the first run), to look at."""
+    return dict(_LAST_MNIST_RUN)
+
+
+def _train_and_draw(step_fn: Fn, sample_fn: Fn, ctx: CheckContext) -> dict[str, Any]:
+    """Stage 2: `BUDGET`'s steps of the learner's training step, then `MNIST_N` digits from their sampler, run on the
+    schedule respaced to `MNIST_SAMPLE_STEPS` steps (any correct loop runs on any `NoiseSchedule`)."""
+    start = time.perf_counter()
+    run = train_on_budget(lambda *a: as_float(ctx.call(step_fn, *a, what="train_step(...)"), "train_step(...)"))
+    if len(run.losses) < BUDGET["steps"]:
+        raise Mismatch(f"the training diverged: the loss your train_step returned was {run.losses[-1]} at step "
+                       f"{len(run.losses)}.", hint="Check the loss against Algorithm 1 and the EMA formula.")
+    g = torch.Generator().manual_seed(ctx.seed)
+    x_T = torch.randn(MNIST_N, 1, 28, 28, generator=g)
+    schedule, f = respaced_eps_fn(eps_fn(run.ema_model, budget_schedule()), budget_schedule(), MNIST_SAMPLE_STEPS)
+    with torch.no_grad():
+        out = ctx.call(sample_fn, f, schedule, x_T, g, what="sample_digits(eps_fn, schedule, x_T, generator)")
+    out = expect_like(out, x_T, what="sample_digits(eps_fn, schedule, x_T, generator)")
+    verdict = mnist_verdict(out, load_pretrained("mnist-classifier"))
+    _LAST_MNIST_RUN.update(verdict, samples=out.detach().float().clamp(-1, 1), losses=run.losses,
+                           seconds=time.perf_counter() - start, train_seconds=run.seconds)
+    return _LAST_MNIST_RUN
+
+
+@register_check("mnist_ddpm", chapter=CHAPTER, timeout=900.0,
+                hint="train_step: x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε; loss = mean((model(x_t, t) − ε)²); "
+                     "optimizer.zero_grad(); loss.backward(); optimizer.step(); then under torch.no_grad() every "
+                     "EMA weight ← d·(EMA weight) + (1 − d)·(weight); return the loss. sample_digits: x = x_T; for t "
+                     "from T−1 down to 0: z = torch.randn(x.shape, generator=generator) if t > 0 else None; "
+                     "x = ddpm_step(eps_fn, schedule, x, t, z); return x.")
+def check_mnist_ddpm(fn: Any, ctx: CheckContext) -> str:
+    r"""Stage 1 (a second): the learner's training step on a `_StepNet` (loss, SGD step, EMA) and their sampling
+    loop on a `FakeEps`, exactly, naming known mistakes. Stage 2 (the budget, about 3 minutes on a 2-core CPU):
+    `train_on_budget` with their step, `MNIST_N` digits from their loop on the chain respaced to
+    `MNIST_SAMPLE_STEPS` steps, read by the course classifier."""
+    step_fn, sample_fn = _unpack_pair(fn)
+    _expect_train_step(step_fn, ctx, _train_step_case(ctx, (1, 5, 5), random_schedule(ctx)))
+    _expect_train_step(step_fn, ctx, _train_step_case(ctx, (1, 5, 5), make_schedule("linear", 1000)))
+    _expect_sampler(sample_fn, ctx)
+    r = _train_and_draw(step_fn, sample_fn, ctx)
+    losses = r["losses"]
+    end = sum(losses[-100:]) / len(losses[-100:])
+    counts = ", ".join(f"{d}: {c}" for d, c in enumerate(r["counts"]))
+    report = (f"{BUDGET['steps']} training steps (final loss {end:.3f}) and {MNIST_N} digits ({MNIST_SAMPLE_STEPS} "
+              f"sampling steps) took {r['seconds']:.0f} s; "
+              f"the classifier reads {r['confident_share']:.0%} of them as confident digits (goal ≥ "
+              f"{MNIST_SHARE:.0%}), the most frequent digit {r['top_digit']} makes {r['top_share']:.0%} of those (at "
+              f"most {MNIST_MAX_CLASS:.0%}); confident digits read: {counts}.")
+    if not r["passed"]:
+        odd = r["top_share"] > MNIST_MAX_CLASS
+        raise Mismatch("your pieces match the reference on fixed inputs, but the digits they make are not good enough:"
+                       f"\n   {report}" + ("\n   The classifier reads noise and smudges as one digit: most of your "
+                                           "samples are not digits." if odd else ""),
+                       hint="Sample from ema_model (the check does), and compare your loop with ddpm_sample.")
+    return f"training step and sampling loop match the reference exactly; {report}"

@@ -353,9 +353,12 @@ def _indent(text: str) -> str:
     return "\n".join("   " + line.lstrip() if line.strip() else "" for line in text.splitlines())
 
 
-def check(name: str, fn: Callable[..., Any], *, seed: int | None = None, timeout: float | None = None,
-          quiet: bool = False) -> CheckResult:
+def check(name: str, fn: Callable[..., Any] | tuple[Callable[..., Any], ...], *, seed: int | None = None,
+          timeout: float | None = None, quiet: bool = False) -> CheckResult:
     """Check the learner's ``fn`` against exercise ``name``; print ✅ or ❌ and record the result.
+
+    ``fn`` is the function the exercise asks for, or a tuple of functions where it asks for several
+    (chapter 2's ``check("mnist_ddpm", (train_step, sample_digits))``).
 
     ``seed`` chooses the random inputs (by default a fixed seed per exercise, so that the
     same code always gets the same verdict; pass other seeds to try more inputs). ``timeout`` (seconds) overrides the check's
@@ -367,7 +370,7 @@ def check(name: str, fn: Callable[..., Any], *, seed: int | None = None, timeout
         known = ", ".join(all_checks()) or "none"
         result = CheckResult(str(name), False, f"there is no exercise called {name!r}. Known exercises: {known}.")
         return _finish(result, quiet, record=False)
-    if not callable(fn):
+    if not (callable(fn) or isinstance(fn, tuple) and fn and all(map(callable, fn))):  # a function, or a tuple of them
         result = CheckResult(name, False,
                              f"expected a function as the second argument, got {type(fn).__name__}: "
                              f"`check({name!r}, {name})` with the function you wrote above (no parentheses).",

@@ -25,9 +25,9 @@ from typing import Iterable, Sequence
 
 import nbformat
 
-from .core import RESULTS_ENV, checks_for_chapter
+from .core import RESULTS_ENV, TIMEOUT_ENV, checks_for_chapter, get_check
 
-__all__ = ["ExerciseRecord", "find_notebooks", "notebook_chapter", "grade_notebook", "grade_paths",
+__all__ = ["ExerciseRecord", "find_notebooks", "notebook_chapter", "cell_timeout", "grade_notebook", "grade_paths",
            "format_table", "write_csv", "write_json"]
 
 NOT_RUN = "not checked: its check cell never ran (the notebook stopped before it, or the cell was removed)."
@@ -91,11 +91,23 @@ def _read_results(path: Path) -> dict[str, dict]:
     return latest
 
 
+_CHECK_CALL = re.compile(r"""^\s*check\(\s*["']([^"']+)["']""", re.M)
+
+
+def cell_timeout(source: str, timeout: float) -> int:
+    """The time limit of a cell: ``timeout``, or — for a cell that runs a check with a longer time limit of its
+    own (chapter 2's MNIST training) — that limit plus a minute, so that the check, not the grader, stops it."""
+    limits = [float(os.environ.get(TIMEOUT_ENV) or spec.timeout) + 60
+              for spec in map(get_check, _CHECK_CALL.findall(source)) if spec is not None]
+    return max(1, round(max([timeout, *limits])))
+
+
 def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None = None,
                    save_executed: str | Path | None = None) -> list[ExerciseRecord]:
     """Run one notebook and return a record per exercise (expected ones first, in the chapter's order).
 
-    ``timeout`` is the limit per cell in seconds; ``save_executed`` a path to write the executed
+    ``timeout`` is the limit per cell in seconds (a check cell gets its check's own limit if longer:
+    `cell_timeout`); ``save_executed`` a path to write the executed
     notebook to (with its outputs), to see what happened. Never raises for a problem inside the
     notebook; an unreadable notebook or a kernel that dies is reported in the records.
     """
@@ -117,6 +129,7 @@ def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None 
         env = dict(os.environ)
         env[RESULTS_ENV] = str(results_file)
         client = NotebookClient(nb, km=_kernel_manager(), timeout=max(1, round(timeout)), allow_errors=True,
+                                timeout_func=lambda cell: cell_timeout(cell.source, timeout),
                                 interrupt_on_timeout=True, record_timing=False,
                                 resources={"metadata": {"path": str(path.parent.resolve())}})
         try:
