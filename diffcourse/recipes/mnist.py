@@ -64,13 +64,16 @@ class Recipe:
     bf16: bool = False             # mixed-precision forward pass (bfloat16 autocast)
     max_shift: int = 0             # classifier: random translation in pixels
     t_high_share: float = 0.0      # noisy classifier: share of each batch with t drawn from [T/2, T) instead of [0, T)
+    restart_at: int | None = None  # cosine: a run longer than this restarts its cosine here (see `lr_multiplier`)
+    restart_lr_scale: float = 1.0  # … at this fraction of `lr`
     description: str = ""
 
 
 _UNET = dict(ch=24, ch_mult=[1, 2, 2], num_res_blocks=1, attn_res=[7])
 # 6500 steps x 128 = 14 epochs: warm-up, cosine decay, min-SNR-5, bfloat16 autocast (1 CPU thread each)
 _DIFFUSION = dict(steps=6500, batch_size=128, lr=2e-3, ema_decay=0.9995, lr_schedule="cosine", warmup=200,
-                  min_snr_gamma=5.0, bf16=True)
+                  min_snr_gamma=5.0, bf16=True, restart_at=6500, restart_lr_scale=0.5)
+# (restart_at = steps: the shipped 6500-step runs are the first cycle of any longer run, `--steps N --resume`)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("mnist-ddpm", "diffusion", "UNet", dict(_UNET), **_DIFFUSION,
@@ -146,19 +149,32 @@ def _loss_fn(recipe: Recipe) -> Callable[[nn.Module, Any, torch.Generator], torc
 
 def lr_multiplier(recipe: Recipe, steps: int) -> Callable[[int], float] | None:
     r"""The learning-rate factor of step :math:`n`: linear warm-up over ``recipe.warmup`` steps, then
-    constant or cosine, :math:`\tfrac12\big(1+\cos(\pi\,(n-n_w)/(N-n_w))\big)`, decaying to 0 at step N."""
+    constant or cosine, :math:`\tfrac12\big(1+\cos(\pi\,(n-n_w)/(N-n_w))\big)`, decaying to 0 at step N.
+
+    With ``recipe.restart_at`` :math:`= R` and a longer run (N > R), the cosine of the first R steps is the one a
+    run of exactly R steps has, and a second cycle follows (a *warm restart*, Loshchilov & Hutter 2017): warm-up
+    again, to ``recipe.restart_lr_scale`` times the rate, then a cosine to 0 at step N. A run of R steps is thus the
+    first part of every longer one: it can be continued with ``--resume --steps N``."""
     if recipe.lr_schedule not in ("constant", "cosine"):
         raise ValueError(f"Unknown lr_schedule {recipe.lr_schedule!r}: use 'constant' or 'cosine'.")
     if recipe.lr_schedule == "constant" and recipe.warmup <= 0:
         return None
     warm = max(int(recipe.warmup), 0)
+    restart = recipe.restart_at if recipe.restart_at is not None and recipe.lr_schedule == "cosine" else None
 
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
+    def cycle(n: int, length: int) -> float:  # warm-up, then cosine to 0 at the cycle's end
+        if n < warm:
+            return (n + 1) / warm
         if recipe.lr_schedule == "constant":
             return 1.0
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(steps - warm, 1)))
+        return 0.5 * (1 + math.cos(math.pi * (n - warm) / max(length - warm, 1)))
+
+    def factor(step: int) -> float:
+        if restart is None or steps <= restart:
+            return cycle(step, steps)
+        if step < restart:
+            return cycle(step, restart)
+        return recipe.restart_lr_scale * cycle(step - restart, steps - restart)
     return factor
 
 
