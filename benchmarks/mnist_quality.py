@@ -2,7 +2,9 @@
 
 * ``classifier``: test accuracy of ``mnist-classifier`` (10 000 test digits);
 * ``noisy_classifier``: accuracy of ``mnist-noisy-classifier`` on x_t = q_sample(x_0, t, eps) of the
-  test digits at t = 0, 250, 500, 750 (chance: 10 %);
+  test digits at t = 0, 250, 500, 750, 999 (chance: 10 %), beside two closed-form references on x_t: the
+  linear discriminant (``NoisyLDA``) and Bayes' rule over the training digits (``NoisyKernelBayes``, a ceiling
+  at high noise);
 * ``floor``: FID (``mnist-classifier`` penultimate features) of N random *training* digits vs the
   10 000 test digits — the real-vs-real floor at the same N (mean of ``--floor-draws`` draws);
 * ``ddim50``: ``mnist-ddpm`` with DDIM-50 (eta=0), N samples: FID vs the test set, seconds;
@@ -30,7 +32,7 @@ from diffcourse.sampling import generate
 from diffcourse.data.mnist import load_mnist
 from diffcourse.device import get_device
 from diffcourse.metrics import (classifier_accuracy, classifier_features, confident_share, feature_stats, frechet_distance,
-                                lda_on_noisy)
+                                kernel_bayes_on_noisy, lda_on_noisy)
 from diffcourse.schedules import make_schedule
 
 PARTS = ("classifier", "noisy", "ddim", "ddpm", "cfg", "cg")
@@ -95,10 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         ts = (0, 250, 500, 750, 999)
         y_train = load_mnist("train")[1]
         lda = lda_on_noisy(x_train, y_train, x_test, y_test, schedule, ts, generator=torch.Generator().manual_seed(args.seed))
+        # the same noisy test digits as the LDA (same seed, same timesteps)
+        kernel = kernel_bayes_on_noisy(x_train, y_train, x_test, y_test, schedule, ts,
+                                       generator=torch.Generator().manual_seed(args.seed))
         result["noisy_classifier"] = {
             "accuracy_at_t": {str(t): noisy_accuracy(nclf, schedule.q_sample(x_test, t, eps), y_test, t, device) for t in ts},
             "lda_accuracy_at_t": {str(t): a for t, a in lda.items()},
             "lda": "closed-form linear discriminant on x_t (class means and pooled covariance of x_0, noised in closed form)",
+            "kernel_bayes_accuracy_at_t": {str(t): a for t, a in kernel.items()},
+            "kernel_bayes": "Bayes' rule if x_0 were one of the 60 000 training digits (metrics.NoisyKernelBayes): a ceiling "
+                            "at high noise, a nearest-neighbour vote (no ceiling) at low noise",
             "chance": 0.1, "n_test": int(x_test.shape[0])}
         log(f"noisy classifier: {result['noisy_classifier']}")
         save(result)

@@ -13,7 +13,7 @@ import torch
 __all__ = ["sliced_wasserstein", "sw_floor_ratio", "frechet_distance", "feature_stats", "classifier_features", "fid",
            "classifier_accuracy", "confident_share", "within_class_spread", "inception_score", "precision_recall",
            "mmd_rbf", "kid", "nearest_neighbour_distances", "gaussian_nll_2d", "NoisyLDA", "lda_on_noisy",
-           "ddpm_elbo_bpd"]
+           "NoisyKernelBayes", "kernel_bayes_on_noisy", "ddpm_elbo_bpd"]
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
@@ -341,6 +341,18 @@ class NoisyLDA:
         return float((self.logits(xt, alpha_bar).argmax(1) == torch.as_tensor(y).reshape(-1)).double().mean())
 
 
+def _accuracy_on_noisy(classifier, test_x0: torch.Tensor, test_y: torch.Tensor, schedule, timesteps: Sequence[int],
+                       generator: torch.Generator | None) -> dict[int, float]:
+    """``{t: classifier.accuracy(x_t, y, alpha_bar_t)}`` on ``x_t = q_sample(test_x0, t, ε)``, one ε per t (float64)."""
+    test_x0 = torch.as_tensor(test_x0)
+    out = {}
+    for t in timesteps:
+        eps = torch.randn(test_x0.shape, generator=generator, dtype=torch.float64)
+        xt = schedule.q_sample(test_x0.double(), int(t), eps)
+        out[int(t)] = classifier.accuracy(xt, test_y, float(schedule.alpha_bars[int(t)]))
+    return out
+
+
 def lda_on_noisy(train_x0: torch.Tensor, train_y: torch.Tensor, test_x0: torch.Tensor, test_y: torch.Tensor,
                  schedule, timesteps: Sequence[int] = (0, 250, 500, 750), *, generator: torch.Generator | None = None,
                  reg: float = 1e-3) -> dict[int, float]:
@@ -350,14 +362,57 @@ def lda_on_noisy(train_x0: torch.Tensor, train_y: torch.Tensor, test_x0: torch.T
     with ``schedule.q_sample(test_x0, t, ε)``, ε drawn from ``generator``, exactly as a noise-aware classifier
     is evaluated — so the two accuracies can stand side by side.
     """
-    lda = NoisyLDA(train_x0, train_y, reg=reg)
-    test_x0 = torch.as_tensor(test_x0)
-    out = {}
-    for t in timesteps:
-        eps = torch.randn(test_x0.shape, generator=generator, dtype=torch.float64)
-        xt = schedule.q_sample(test_x0.double(), int(t), eps)
-        out[int(t)] = lda.accuracy(xt, test_y, float(schedule.alpha_bars[int(t)]))
-    return out
+    return _accuracy_on_noisy(NoisyLDA(train_x0, train_y, reg=reg), test_x0, test_y, schedule, timesteps, generator)
+
+
+class NoisyKernelBayes:
+    r"""The Bayes classifier of :math:`x_t` if the digits were exactly the training set: a ceiling at high noise.
+
+    If :math:`x_0` is one of the training images :math:`x^{(i)}` (labels :math:`y^{(i)}`), each equally likely, then
+    :math:`q(x_t\mid x^{(i)}) = \mathcal N(\sqrt{\bar\alpha_t}\,x^{(i)}, (1-\bar\alpha_t) I)` and Bayes' rule gives
+
+    .. math::
+
+        p(y=k\mid x_t) \propto \sum_{i:\,y^{(i)}=k} \exp\Big(\frac{\sqrt{\bar\alpha_t}\,x_t^\top x^{(i)}
+        - \tfrac12\bar\alpha_t\lVert x^{(i)}\rVert^2}{1-\bar\alpha_t}\Big),
+
+    a Gaussian-kernel vote of all training images (the terms that do not depend on :math:`i` cancel). At high noise
+    the kernel is much wider than the gaps between digits, the training set stands in well for the true
+    distribution, and no classifier can do much better: the label information left in :math:`x_t` is spent. At low
+    noise the kernel shrinks to a nearest-neighbour vote, which over-fits the training set: it is no ceiling there.
+    """
+
+    def __init__(self, x0: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, batch_size: int = 500) -> None:
+        self.X = torch.as_tensor(x0, dtype=torch.float64).flatten(1)
+        self.y = torch.as_tensor(y).long().reshape(-1)
+        if len(self.X) != len(self.y):
+            raise ValueError(f"Got {len(self.X)} examples but {len(self.y)} labels.")
+        self.num_classes = int(num_classes if num_classes is not None else int(self.y.max()) + 1)
+        self.sq_norms, self.batch_size = (self.X ** 2).sum(1), int(batch_size)
+
+    def logits(self, xt: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        r""":math:`\log p(y=k\mid x_t)` up to a constant per row, ``(N, K)``; batched over ``xt``."""
+        a = float(alpha_bar)
+        if not 0 < a < 1:
+            raise ValueError(f"alpha_bar must lie strictly between 0 and 1, got {a}.")
+        Z = torch.as_tensor(xt, dtype=torch.float64).flatten(1)
+        rows = []
+        for Zb in Z.split(self.batch_size):
+            log_k = (math.sqrt(a) * Zb @ self.X.T - 0.5 * a * self.sq_norms) / (1 - a)   # (B, n_train)
+            rows.append(torch.stack([torch.logsumexp(log_k[:, self.y == k], 1) for k in range(self.num_classes)], 1))
+        return torch.cat(rows)
+
+    def accuracy(self, xt: torch.Tensor, y: torch.Tensor, alpha_bar: float) -> float:
+        """Fraction of ``xt`` whose most probable class is the label ``y``."""
+        return float((self.logits(xt, alpha_bar).argmax(1) == torch.as_tensor(y).reshape(-1)).double().mean())
+
+
+def kernel_bayes_on_noisy(train_x0: torch.Tensor, train_y: torch.Tensor, test_x0: torch.Tensor, test_y: torch.Tensor,
+                          schedule, timesteps: Sequence[int] = (500, 750, 999), *,
+                          generator: torch.Generator | None = None) -> dict[int, float]:
+    """Accuracy of `NoisyKernelBayes` on noised test data, ``{t: accuracy}``; the same noise as `lda_on_noisy` with an
+    equally seeded ``generator`` and the same timesteps (each t draws one ε, in order)."""
+    return _accuracy_on_noisy(NoisyKernelBayes(train_x0, train_y), test_x0, test_y, schedule, timesteps, generator)
 
 
 # --------------------------------------------------------------------------- the variational bound of a DDPM (bits/dim)

@@ -34,6 +34,46 @@ def test_chapter5_quotes_the_classifier_guidance_benchmark():
             assert figure in text, f"chapter 5's prose does not quote the benchmark's {figure} (s = {s})"
 
 
+def test_chapter5_quotes_the_noisy_classifier_benchmark():
+    """Chapter 5 reads the network, the LDA and the Bayes-over-training-digits ceiling on all test digits (part noisy)."""
+    nc = json.loads((ROOT / "benchmarks/results/mnist_quality.json").read_text())["noisy_classifier"]
+    text = markdown_of("05_classifier_guidance.ipynb")
+    for key in ("accuracy_at_t", "lda_accuracy_at_t", "kernel_bayes_accuracy_at_t"):
+        for t in ("0", "250", "500", "750"):
+            figure = f"{100 * nc[key][t]:.1f} %"
+            assert figure in text, f"chapter 5's prose does not quote {key}[{t}] = {figure}"
+    # the claim that the linear rule is level with the ceiling at t = 750 must stay true of the file
+    assert abs(nc["kernel_bayes_accuracy_at_t"]["750"] - nc["lda_accuracy_at_t"]["750"]) < 0.005
+
+
+def test_readme_quotes_the_mnist_quality_benchmark():
+    """The README's table of the shipped MNIST networks is the file benchmarks/results/mnist_quality.json."""
+    q = json.loads((ROOT / "benchmarks/results/mnist_quality.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    pct = lambda values: " / ".join(f"{100 * v:.1f}" for v in values) + " %"    # noqa: E731
+    nc, ddim, ddpm, cfg, cg = q["noisy_classifier"], q["ddim50"], q["ddpm1000"], q["cfg"], q["cg"]
+    ts = ("0", "250", "500", "750")
+    ws = [w for w in cfg["per_w"] if float(w) > 0]
+    figures = [
+        f"{100 * q['classifier']['test_accuracy']:.2f} % test accuracy",
+        *(pct(nc[k][t] for t in ts) for k in ("accuracy_at_t", "lda_accuracy_at_t", "kernel_bayes_accuracy_at_t")),
+        f"FID {ddim['fid']:.1f} against a floor of {q['floor']['fid_mean']:.2f} ± {q['floor']['fid_std']:.2f} "
+        f"({ddim['fid_over_floor']:.1f}×), confident share {ddim['confident_share']:.2f}",
+        f"FID {ddpm['fid']:.1f} against {ddpm['ddim50_fid_at_n']:.1f} (floor {ddpm['floor_at_n']:.1f} at that N), "
+        f"confident share {ddpm['confident_share']:.2f}",
+        "accuracy " + pct(cfg["per_w"][w]["accuracy"] for w in ws),
+        "FID " + " / ".join(f"{cfg['per_w'][w]['fid']:.1f}" for w in ws),
+        f"the lowest FID is at w = {float(cfg['best_w']):g}",
+        f"(floor {cfg['floor_at_n']:.1f} at that N)",
+        f"(floor {cg['floor_at_n']:.1f} at that N): accuracy " + pct(e["accuracy"] for e in cg["per_s"].values()),
+        "FID " + " / ".join(f"{e['fid']:.1f}" for e in cg["per_s"].values()),
+    ]
+    if "0.0" in cfg["per_w"]:
+        figures.append(f"(w = 0): FID {cfg['per_w']['0.0']['fid']:.1f}")
+    for figure in figures:
+        assert figure in readme, f"the README does not quote the benchmark's {figure!r}"
+
+
 def test_readme_quotes_the_toy2d_benchmark():
     runs = json.loads((ROOT / "benchmarks/results/toy2d.json").read_text())["runs"]
     rows = [r for run in runs for r in run["results"]]

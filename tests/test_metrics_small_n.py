@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from diffcourse.metrics import NoisyLDA, confident_share, ddpm_elbo_bpd, kid, lda_on_noisy
+from diffcourse.metrics import (NoisyKernelBayes, NoisyLDA, confident_share, ddpm_elbo_bpd, kernel_bayes_on_noisy, kid,
+                                lda_on_noisy)
 from diffcourse.schedules import make_schedule
 
 
@@ -137,3 +138,32 @@ def test_ddpm_elbo_stratified_estimate_agrees_with_the_full_sum():
     torch.testing.assert_close(strat, full, rtol=0.02, atol=0)
     with pytest.raises(ValueError):
         ddpm_elbo_bpd(f, sched, x0, timesteps=[0, 5])
+
+
+def test_kernel_bayes_is_bayes_rule_on_a_finite_training_set():
+    """`NoisyKernelBayes` is Bayes' rule when x0 is one of the training points: its logits equal the log of the summed
+    Gaussian densities N(x_t; sqrt(abar) x_i, (1 - abar) I) per class, and on an XOR layout (no linear boundary) it
+    beats the best linear classifier, which is at chance."""
+    g = torch.Generator().manual_seed(0)
+    corners = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    kb = NoisyKernelBayes(corners, labels)
+    sched = make_schedule("linear", T=1000)
+    t = 200
+    ab = float(sched.alpha_bars[t])
+    idx = torch.randint(0, 4, (4000,), generator=g)
+    eps = torch.randn(4000, 2, generator=g, dtype=torch.float64)
+    xt = math.sqrt(ab) * corners[idx] + math.sqrt(1 - ab) * eps
+    dens = torch.distributions.Normal(math.sqrt(ab) * corners[None], math.sqrt(1 - ab)).log_prob(xt[:, None]).sum(-1)
+    direct = torch.stack([torch.logsumexp(dens[:, labels == k], 1) for k in range(2)], 1)
+    got = kb.logits(xt, ab)
+    torch.testing.assert_close(got - got[:, :1], direct - direct[:, :1])   # equal up to a constant per row
+    lda = NoisyLDA(corners.repeat(50, 1), labels.repeat(50), reg=1e-6)
+    bayes, linear = kb.accuracy(xt, labels[idx], ab), lda.accuracy(xt, labels[idx], ab)
+    assert bayes > 0.6 and abs(linear - 0.5) < 0.05, (bayes, linear)
+    # the helper noises test data exactly as lda_on_noisy does (same seed, same draws)
+    acc = kernel_bayes_on_noisy(corners, labels, corners.repeat(250, 1), labels.repeat(250), sched, (t, 999),
+                                generator=torch.Generator().manual_seed(1))
+    assert acc[t] == pytest.approx(bayes, abs=0.04) and acc[999] == pytest.approx(0.5, abs=0.06)
+    with pytest.raises(ValueError, match="strictly between"):
+        kb.logits(xt, 1.0)
