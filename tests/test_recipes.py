@@ -10,10 +10,16 @@ from diffcourse.recipes.mnist import RECIPES, lr_multiplier
 
 def test_a_run_of_restart_at_steps_has_the_plain_cosine():
     recipe = RECIPES["mnist-ddpm"]
+    R = recipe.restart_at
     plain = dataclasses.replace(recipe, restart_at=None)
-    f, g = lr_multiplier(recipe, recipe.steps), lr_multiplier(plain, recipe.steps)
-    assert [f(n) for n in range(0, recipe.steps, 7)] == [g(n) for n in range(0, recipe.steps, 7)]
-    assert f(recipe.warmup) == pytest.approx(1.0) and f(recipe.steps - 1) < 1e-6
+    f, g = lr_multiplier(recipe, R), lr_multiplier(plain, R)
+    assert [f(n) for n in range(0, R, 7)] == [g(n) for n in range(0, R, 7)]
+    assert f(recipe.warmup) == pytest.approx(1.0) and f(R - 1) < 1e-6
+
+
+def test_the_shipped_recipe_is_one_warm_restart():
+    recipe = RECIPES["mnist-ddpm"]
+    assert recipe.steps == 3 * recipe.restart_at == 19500   # 6500 steps, then a second cycle twice as long
 
 
 def test_a_longer_run_continues_the_short_one_then_restarts_its_cosine():
