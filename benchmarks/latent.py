@@ -25,6 +25,7 @@ Checkpoints are the shipped ones unless names or exported ``.pt`` paths are give
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -65,7 +66,9 @@ def parameters(model: torch.nn.Module) -> int:
 
 
 def train_images_per_s(model: torch.nn.Module, loss: Callable[[], torch.Tensor], batch: int, reps: int) -> float:
-    """Images/s of one optimiser step (bfloat16 autocast, as the recipes), the best of ``reps`` timed steps."""
+    """Images/s of one optimiser step (bfloat16 autocast, as the recipes), the best of ``reps`` timed steps.
+
+    The steps change ``model``'s weights: pass a copy (`speed_part` does), never a network measured afterwards."""
     model.train().requires_grad_(True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     best = math.inf
@@ -125,6 +128,7 @@ def speed_part(pixel, ldm, vae, schedule, train_x, args) -> dict:
         mean, logvar = vae.encode(x)
     z = ldm.scale_factor * reparameterize(mean, logvar, torch.randn(mean.shape, generator=g))
     toks = tokenize(all_prompts())[torch.randint(0, 50, (B,), generator=g)]
+    pixel, ldm = copy.deepcopy(pixel), copy.deepcopy(ldm)   # timed optimiser steps must not touch the measured networks
     pixel_loss = lambda: diffusion_loss(pixel, schedule, x, g)                     # noqa: E731
     latent_loss = lambda: diffusion_loss(ldm, schedule, z, g, y=toks)               # noqa: E731
     out = {"batch": B}
