@@ -31,7 +31,7 @@ from diffcourse.commands.evaluate import evaluate_images
 from diffcourse.sampling import generate, parse_labels
 from diffcourse.data.mnist import load_mnist
 from diffcourse.metrics import classifier_features, feature_stats, frechet_distance
-from diffcourse.pretrained import pretrained_schedule
+from diffcourse.pretrained import checkpoint_info, pretrained_schedule
 from diffcourse.samplers import ddim_sample
 
 DEFAULT_ROWS = ["ddim:10:0", "ddim:20:0", "ddim:50:0", "ddim:100:0", "ddim:10:1", "ddim:20:1", "ddim:50:1", "ddim:100:1",
@@ -66,11 +66,13 @@ def main() -> None:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = json.loads(out.read_text()) if out.exists() else {}
+    weights = {name: checkpoint_info(name)["sha256"] for name in ("mnist-ddpm", "mnist-cfg", "mnist-classifier")}
     if a.rows:
-        if report.get("n") != a.n or report.get("device") != str(device):
-            report["rows"] = []  # rows measured at another N or on another device are not comparable
-        report.update({"benchmark": "samplers", "n": a.n, "device": str(device), "threads": torch.get_num_threads(),
-                       "machine": platform.machine(), "seed": a.seed, "batch_size": a.batch_size,
+        if report.get("n") != a.n or report.get("device") != str(device) or report.get("checkpoints") != weights:
+            report["rows"] = []  # rows measured at another N, on another device or of other weights are not comparable
+        report.update({"checkpoints": weights, "benchmark": "samplers", "n": a.n, "device": str(device),
+                       "threads": torch.get_num_threads(), "machine": platform.machine(), "seed": a.seed,
+                       "batch_size": a.batch_size,
                        "ddim_spacing": inspect.signature(ddim_sample).parameters["spacing"].default,
                        "timing": "after one untimed warm-up call per model (allocation and kernel choice are not billed "
                                  "to the first row)"})

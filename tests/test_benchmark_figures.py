@@ -121,3 +121,11 @@ def test_the_mnist_training_exercise_is_calibrated_as_shipped():
     for name, row in rows.items():
         quoted = f"`{name}`: {100 * row['confident_share']:.0f} % confident, top digit {100 * row['top_share']:.0f} %"
         assert quoted in doc, f"docs/EXERCISES.md does not quote {name}'s score: {quoted}"
+
+
+def test_the_sampler_leaderboard_was_measured_on_the_shipped_weights():
+    """benchmarks/samplers.py keeps rows across runs only for the same weights; the committed file is of these."""
+    from diffcourse.pretrained import checkpoint_info
+    bench = json.loads((ROOT / "benchmarks/results/samplers.json").read_text())
+    assert bench["checkpoints"] == {name: checkpoint_info(name)["sha256"] for name in bench["checkpoints"]}
+    assert {"mnist-ddpm", "mnist-cfg", "mnist-classifier"} <= bench["checkpoints"].keys()
