@@ -394,7 +394,8 @@ class NoisyKernelBayes:
         r""":math:`\log p(y=k\mid x_t)` up to a constant per row, ``(N, K)``; batched over ``xt``."""
         a = float(alpha_bar)
         if not 0 < a < 1:
-            raise ValueError(f"alpha_bar must lie strictly between 0 and 1, got {a}: pass schedule.alpha_bars[t] for a timestep t.")
+            raise ValueError(f"alpha_bar must lie strictly between 0 and 1, got {a}: "
+                             "pass schedule.alpha_bars[t] for a timestep t.")
         Z = torch.as_tensor(xt, dtype=torch.float64).flatten(1)
         rows = []
         for Zb in Z.split(self.batch_size):

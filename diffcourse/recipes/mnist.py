@@ -71,10 +71,12 @@ class Recipe:
 
 _UNET = dict(ch=24, ch_mult=[1, 2, 2], num_res_blocks=1, attn_res=[7])
 # 19 500 steps x 128 = 42 epochs: warm-up, a cosine decay over the first 6500 steps, then a warm restart (warm-up
-# again to half the learning rate, and a second cosine to 0 at step 19 500); min-SNR-5, bfloat16 autocast (1 CPU thread each)
+# again to half the learning rate, and a second cosine to 0 at step 19 500); min-SNR-5, bfloat16 autocast
+# (1 CPU thread each)
 _DIFFUSION = dict(steps=19500, batch_size=128, lr=2e-3, ema_decay=0.9995, lr_schedule="cosine", warmup=200,
                   min_snr_gamma=5.0, bf16=True, restart_at=6500, restart_lr_scale=0.5)
-# (the first 6500 steps are a complete run of their own: `--steps 6500` stops there, and `--steps N --resume` continues it)
+# (the first 6500 steps are a complete run of their own: `--steps 6500` stops there, and `--steps N --resume`
+# continues it)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("mnist-ddpm", "diffusion", "UNet", dict(_UNET), **_DIFFUSION,
