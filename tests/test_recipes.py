@@ -36,3 +36,20 @@ def test_a_longer_run_continues_the_short_one_then_restarts_its_cosine():
 def test_the_constant_schedule_ignores_restarts():
     recipe = dataclasses.replace(RECIPES["mnist-ddpm"], lr_schedule="constant", warmup=0)
     assert lr_multiplier(recipe, 20000) is None
+
+
+def test_snapshots_along_the_way_hold_the_ema_weights_and_the_time_spent(tmp_path):
+    import torch
+
+    from diffcourse.training import train
+
+    model = torch.nn.Linear(2, 1)
+    batch = lambda g: torch.randn(16, 2, generator=g)  # noqa: E731
+    loss = lambda m, x, g: (m(x) - x.sum(1, keepdim=True)).pow(2).mean()  # noqa: E731
+    result = train(model, loss, batch, 6, checkpoint=tmp_path / "train.pt", snapshot_steps=(2, 4), progress=False)
+    snaps = sorted((tmp_path / "snapshots").glob("*.pt"))
+    assert [p.name for p in snaps] == ["step000002.pt", "step000004.pt"]
+    s4 = torch.load(snaps[1], weights_only=True)
+    assert s4["step"] == 4 and s4["seconds"] > 0 and s4["cpu_seconds"] > 0
+    assert set(s4["state_dict"]) == set(result.ema_model.state_dict())
+    assert torch.load(tmp_path / "train.pt", weights_only=True)["cpu_seconds"] >= s4["cpu_seconds"]

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..data.mnist import load_mnist
+from ..flows import flow_matching_loss
 from ..models import GAN, Autoencoder, Classifier, LatentUNet, NoisyClassifier, UNet
 from ..objectives import diffusion_loss
 from ..schedules import make_schedule
@@ -46,7 +47,7 @@ class Recipe:
     """Everything that determines a training run (the defaults reproduce the shipped checkpoints)."""
 
     name: str
-    kind: str                      # "diffusion" | "classifier" | "noisy-classifier"
+    kind: str                      # "diffusion" | "flow" | "classifier" | "noisy-classifier"
     model: str                     # a key of MODEL_CLASSES
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     steps: int = 5000
@@ -66,6 +67,7 @@ class Recipe:
     t_high_share: float = 0.0      # noisy classifier: share of each batch with t drawn from [T/2, T) instead of [0, T)
     restart_at: int | None = None  # cosine: a run longer than this restarts its cosine here (see `lr_multiplier`)
     restart_lr_scale: float = 1.0  # … at this fraction of `lr`
+    snapshot_every: int = 0        # save the EMA weights every this many steps too (quality-vs-compute curves)
     description: str = ""
 
 
@@ -77,12 +79,20 @@ _DIFFUSION = dict(steps=19500, batch_size=128, lr=2e-3, ema_decay=0.9995, lr_sch
                   min_snr_gamma=5.0, bf16=True, restart_at=6500, restart_lr_scale=0.5)
 # (the first 6500 steps are a complete run of their own: `--steps 6500` stops there, and `--steps N --resume`
 # continues it)
+# The studies of chapters 3, 8 and 10 change one thing against that first 6500-step run (same seed, so the same
+# batches, times and noise draws): the loss weighting (plain L_simple), or the objective (flow matching).
+_STUDY = dict(_DIFFUSION, steps=6500, snapshot_every=500)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("mnist-ddpm", "diffusion", "UNet", dict(_UNET), **_DIFFUSION,
            description="Unconditional DDPM U-Net, eps-prediction (min-SNR-5 weighting), linear schedule T=1000."),
     Recipe("mnist-cfg", "diffusion", "UNet", dict(_UNET, num_classes=10), **_DIFFUSION, p_uncond=0.1,
            description="Class-conditional U-Net with label dropout p=0.1 (classifier-free guidance)."),
+    Recipe("mnist-ddpm-lsimple", "diffusion", "UNet", dict(_UNET), **dict(_STUDY, min_snr_gamma=None),
+           description="The first 6500 steps of mnist-ddpm with plain L_simple instead of min-SNR-5 (chapter 3's study)."),
+    Recipe("mnist-flow", "flow", "UNet", dict(_UNET), **dict(_STUDY, min_snr_gamma=None),
+           description="The same U-Net and 6500-step budget trained by conditional flow matching on the linear "
+                       "path x_t = (1-t) x_0 + t eps (chapter 10)."),
     Recipe("mnist-classifier", "classifier", "Classifier", dict(ch=32, dropout=0.2), steps=4000, batch_size=128,
            lr=2e-3, lr_schedule="cosine", warmup=100, max_shift=2, bf16=True,
            description="CNN on clean MNIST (±2 px random shifts, cosine LR); its penultimate layer is the FID feature space."),
@@ -135,6 +145,12 @@ def _loss_fn(recipe: Recipe) -> Callable[[nn.Module, Any, torch.Generator], torc
             x0, y = batch
             return diffusion_loss(m, schedule, x0, g, target=recipe.target, y=y if conditional else None,
                                   p_uncond=recipe.p_uncond, min_snr_gamma=recipe.min_snr_gamma)
+    elif recipe.kind == "flow":
+        conditional = recipe.model_kwargs.get("num_classes") is not None
+
+        def loss(m, batch, g):
+            x0, y = batch
+            return flow_matching_loss(m, x0, g, y=y if conditional else None, p_uncond=recipe.p_uncond)
     elif recipe.kind == "classifier":
         def loss(m, batch, g):
             x, y = batch
@@ -220,7 +236,9 @@ def train_recipe(name: str, out: str | os.PathLike | None = None, *, steps: int 
     result = train(model, _loss_fn(recipe), next_batch, steps, lr=recipe.lr, ema_decay=recipe.ema_decay,
                    seed=recipe.seed, checkpoint=ckpt, checkpoint_every_s=checkpoint_every_s, resume=resume,
                    device=device, progress=progress, desc=name, extra={"recipe": settings},
-                   lr_lambda=lr_multiplier(recipe, steps), autocast=torch.bfloat16 if recipe.bf16 else None)
+                   lr_lambda=lr_multiplier(recipe, steps), autocast=torch.bfloat16 if recipe.bf16 else None,
+                   snapshot_steps=tuple(range(recipe.snapshot_every, steps + 1, recipe.snapshot_every))
+                   if recipe.snapshot_every else ())
     if out_dir is None:
         return result, None
     export = {

@@ -1,0 +1,67 @@
+"""The measurement protocol: matched reference draws and differences read against their own noise."""
+import math
+
+import pytest
+import torch
+
+from diffcourse.measure import (Difference, balanced_labels, bootstrap_difference, draw_reference, fid_features,
+                                matched_floor, seed_difference)
+
+
+def test_a_matched_draw_has_the_samples_label_counts():
+    pool = torch.arange(1000) % 10
+    labels = torch.tensor([3] * 7 + [5] * 2 + [0])
+    idx = draw_reference(pool, 10, labels, torch.Generator().manual_seed(0))
+    assert sorted(pool[idx].tolist()) == sorted(labels.tolist())
+    assert len(set(idx.tolist())) == 10  # without replacement
+
+
+def test_a_draw_says_what_to_do_when_a_class_runs_short():
+    with pytest.raises(ValueError, match="Class 1"):
+        draw_reference(torch.tensor([0, 0, 1]), 2, torch.tensor([1, 1]))
+
+
+def test_the_balanced_floor_of_clustered_data_is_lower_than_the_random_one():
+    # ten well-separated classes: a random draw's class counts wobble, which a balanced draw does not
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(20000) % 10
+    feats = torch.randn(20000, 4, generator=g, dtype=torch.float64) * 0.2 + torch.randn(10, 4, generator=g,
+                                                                                         dtype=torch.float64)[y] * 3
+    pool, ref = feats[:10000], feats[10000:]
+    balanced = matched_floor(pool, y[:10000], ref, 200, balanced_labels(200), draws=8)
+    random = matched_floor(pool, y[:10000], ref, 200, None, draws=8)
+    assert balanced.label_mix == "balanced" and random.label_mix == "data"
+    assert balanced.mean < random.mean
+
+
+def test_a_clear_difference_is_resolved_and_a_null_one_is_not():
+    g = torch.Generator().manual_seed(1)
+    ref = torch.randn(500, 3, generator=g, dtype=torch.float64)
+    same = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    same2 = torch.randn(400, 3, generator=g, dtype=torch.float64)
+    shifted = same + 0.5
+    d = bootstrap_difference(fid_features, shifted, same, ref, n_boot=100, name_a="shifted", name_b="same")
+    assert d.resolved and d.estimate > 0
+    assert d.verdict().startswith("resolved: same beats shifted")
+    null = bootstrap_difference(fid_features, same2, same, ref, paired=False, n_boot=100)
+    assert not null.resolved and null.verdict().startswith("not resolved at this N")
+
+
+def test_pairing_narrows_the_interval_when_the_two_sets_share_their_noise():
+    g = torch.Generator().manual_seed(2)
+    base = torch.rand(300, generator=g, dtype=torch.float64)
+    a, b = base + 0.01, base  # the same draws, shifted: the paired difference has almost no noise
+    rate = lambda x, ref: float(x.mean())  # noqa: E731
+    paired = bootstrap_difference(rate, a, b, paired=True, n_boot=100)
+    unpaired = bootstrap_difference(rate, a, b, paired=False, n_boot=100)
+    assert paired.resolved and not unpaired.resolved
+    assert paired.half_width < unpaired.half_width / 10
+
+
+def test_the_seed_interval_is_the_paired_t_interval():
+    d = seed_difference([3.0, 4.0, 5.0], [2.0, 2.5, 3.5])
+    diffs = torch.tensor([1.0, 1.5, 1.5])
+    hw = 4.302652729911275 * float(diffs.std()) / math.sqrt(3)  # t_{0.975, 2}
+    assert d.estimate == pytest.approx(float(diffs.mean()))
+    assert d.high - d.estimate == pytest.approx(hw)
+    assert isinstance(d, Difference) and d.resolved
