@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from .flows import diffusion_velocity_fn, is_flow_model, velocity_fn
 from .objectives import EpsFn, eps_fn
 from .samplers import SAMPLERS
 from .samplers.guidance import cfg_eps_fn, classifier_guided_eps_fn
@@ -70,6 +71,11 @@ def check_sampling_args(model: nn.Module, sampler: str, n: int, steps: int, eta:
     if not conditional and classifier_scale is None and (labels is not None or guidance is not None):
         raise ValueError("This model is unconditional: --labels and --guidance need a conditional model (e.g. mnist-cfg), "
                          "or use --classifier-scale for classifier guidance.")
+    velocity = SAMPLERS[sampler].input == "velocity"
+    if is_flow_model(model) and not velocity:
+        raise ValueError(f"This network was trained by flow matching: sample it with flow_euler or flow_heun, not {sampler}.")
+    if velocity and (labels is not None or classifier_scale is not None):
+        raise ValueError("The flow samplers take unconditional models here: drop --labels, --guidance and --classifier-scale.")
     if labels is not None and len(labels) != n:
         raise ValueError(f"Give one label per sample: {len(labels)} labels for n={n}.")
 
@@ -102,8 +108,9 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, *, sampler: str 
     """Draw ``n`` samples in batches; returns ``(images in [-1, 1] on the CPU, seconds, NFE per sample)``.
 
     ``sampler`` names a registered sampler: ``"ddim"`` (``steps``, ``eta``), ``"ddpm"`` (all T steps),
-    or chapter 4's ``"sde"``, ``"pc"``, ``"ode"``; ``options`` go to it (e.g. ``spacing``). A conditional
-    model needs ``labels`` and takes a classifier-free ``guidance`` weight w; an unconditional one is
+    or chapter 4's ``"sde"``, ``"pc"``, ``"ode"``, or chapter 10's ``"flow_euler"``, ``"flow_heun"`` (a flow network's
+    velocity, or a diffusion model's read as a flow by `diffusion_velocity_fn`); ``options`` go to it (e.g. ``spacing``,
+    ``times``). A conditional model needs ``labels`` and takes a classifier-free ``guidance`` weight w; an unconditional one is
     steered towards ``labels`` by ``classifier`` with scale ``classifier_scale``. ``clip_x0`` clips the
     predicted x̂₀ in the DDPM and DDIM steps. All noise comes from one CPU generator seeded with ``seed``.
     """
@@ -118,7 +125,10 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, *, sampler: str 
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
         y = labels[start:start + b].to(device) if labels is not None else None
-        f = _guided_eps_fn(model, schedule, y, guidance, classifier, classifier_scale)
+        if SAMPLERS[sampler].input == "velocity":  # chapter 10: a flow network, or a diffusion model read as a flow
+            f = velocity_fn(model) if is_flow_model(model) else diffusion_velocity_fn(eps_fn(model, schedule), schedule)
+        else:
+            f = _guided_eps_fn(model, schedule, y, guidance, classifier, classifier_scale)
         with count_evaluations(model) as counter:
             x = SAMPLERS[sampler].run(f, schedule, (b, 1, 28, 28), steps=steps, generator=g, device=device,
                                       progress=progress, **options)

@@ -34,3 +34,168 @@ def test_the_cfm_loss_is_zero_for_the_conditional_velocity_and_the_network_sees_
     assert 0 <= float(oracle.seen_t.min()) and float(oracle.seen_t.max()) <= TIME_SCALE
     wrong_sign = float(flow_matching_loss(lambda xt, t: x0 - eps, x0, torch.Generator().manual_seed(1), eps=eps))
     assert wrong_sign > 1.0
+
+
+# ---------------------------------------------------------------------------------------------- chapter 10's package
+import itertools
+import math
+
+import pytest
+
+from diffcourse import flows
+from diffcourse.data import toy2d
+from diffcourse.data.toy2d import GaussianMixture
+from diffcourse.samplers import SAMPLERS, ddim_sample
+from diffcourse.samplers.flow import flow_grid, flow_sample
+from diffcourse.samplers.sde import VPSDE
+from diffcourse.schedules import make_schedule
+
+
+def _mixture_pairs(gm, n, t, seed):
+    g = torch.Generator().manual_seed(seed)
+    x0 = gm.sample(n, g).double()
+    eps = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return x0, eps, (1 - t) * x0 + t * eps
+
+
+@pytest.mark.parametrize("t", [0.05, 0.3, 0.7, 0.95])
+def test_the_marginal_velocity_of_a_mixture_is_the_conditional_mean_of_the_conditional_velocity(t):
+    """Nadaraya-Watson regression of eps - x0 on x_t (a local average over 10^6 pairs) against the closed form."""
+    gm = GaussianMixture(torch.tensor([[-1.5, 0.0], [1.0, 1.0], [0.5, -1.5]]), std=0.3,
+                         weights=torch.tensor([0.5, 0.3, 0.2]))
+    x0, eps, xt = _mixture_pairs(gm, 1_000_000, t, seed=1)
+    s = math.sqrt((1 - t) ** 2 * 0.3 ** 2 + t ** 2)  # the std of each component of p_t
+    queries = (1 - t) * gm.means + 0.5 * s * torch.tensor([1.0, -1.0], dtype=torch.float64)  # where p_t has mass
+    h = 0.04
+    w = torch.exp(-((xt[None] - queries[:, None]) ** 2).sum(-1) / (2 * h ** 2))  # (3, n)
+    local = (w @ (eps - x0)) / w.sum(1, keepdim=True)
+    exact = flows.mixture_marginal_velocity(gm, queries, t)
+    assert torch.allclose(local, exact, atol=0.08), (local, exact)
+
+
+def test_regressing_the_conditional_velocity_costs_the_marginal_one_plus_a_constant():
+    """L_CFM(f) - L_CFM(v*) = E|f - v*|^2 for any f: the cross term has mean zero (within 4 standard errors)."""
+    gm = toy2d.mixture("8gaussians")
+    for t in (0.2, 0.6, 0.9):
+        x0, eps, xt = _mixture_pairs(gm, 400_000, t, seed=2)
+        u, v_star = eps - x0, flows.mixture_marginal_velocity(gm, xt, t)
+        f = v_star + 0.5 * torch.sin(2 * xt)
+        cross = 2 * ((f - v_star) * (v_star - u)).sum(1)
+        assert abs(float(cross.mean())) < 4 * float(cross.std()) / math.sqrt(len(cross))
+        wrong = ((f - u) ** 2).sum(1) - ((f - v_star) ** 2).sum(1)  # what a learner "x0 - eps" would get differs
+        assert float(wrong.mean()) > 0
+
+
+def test_conversions_are_inverse_to_each_other_for_every_pair_of_predictions():
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64), torch.randn(6, 1, 4, 4, generator=g,
+                                                                                     dtype=torch.float64)
+    t = torch.rand(6, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    xt = flows.linear_path(x0, eps, t)
+    for source, target in itertools.product(flows.PREDICTIONS, repeat=2):
+        pred = flows.from_x0_eps(x0, eps, t, source)
+        torch.testing.assert_close(flows.convert(pred, xt, t, source, target), flows.from_x0_eps(x0, eps, t, target))
+    torch.testing.assert_close(flows.from_x0_eps(x0, eps, t, "velocity"), flows.conditional_velocity(x0, eps))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        flows.to_x0_eps(xt, xt, t, "noise")
+
+
+def test_the_score_on_the_linear_path_is_minus_eps_over_t_for_a_mixture():
+    gm = toy2d.mixture("8gaussians")
+    t = 0.4
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    s2 = (1 - t) ** 2 * gm.std ** 2 + t ** 2
+    score = GaussianMixture(gm.means * (1 - t), math.sqrt(s2)).score(x)
+    v = flows.mixture_marginal_velocity(gm, x, t)
+    torch.testing.assert_close(flows.convert(score, x, torch.full((50,), t, dtype=torch.float64), "score", "velocity"), v)
+
+
+def test_the_linear_and_vp_paths_have_the_velocities_of_their_time_derivatives():
+    g = torch.Generator().manual_seed(5)
+    x0, eps = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    t, h = torch.tensor([0.2, 0.4, 0.6, 0.8], dtype=torch.float64), 1e-5
+    for path in (flows.LINEAR_PATH, flows.vp_path(VPSDE(make_schedule("linear", 1000)))):
+        finite = (path.sample(x0, eps, t + h) - path.sample(x0, eps, t - h)) / (2 * h)
+        torch.testing.assert_close(finite, path.velocity(x0, eps, t), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(flows.LINEAR_PATH.sample(x0, eps, t), flows.linear_path(x0, eps, t))
+
+
+def test_cfm_loss_targets_agree_on_the_oracle_and_differ_in_weight():
+    g = torch.Generator().manual_seed(6)
+    x0, eps = torch.randn(8, 2, generator=g), torch.randn(8, 2, generator=g)
+    t = torch.rand(8, generator=g)
+    for target, value in (("velocity", eps - x0), ("eps", eps), ("x0", x0)):
+        assert float(flows.cfm_loss(lambda xt, tt, v=value: v, x0, eps, t, target)) == 0.0
+    assert float(flows.cfm_loss(lambda xt, tt: x0 - eps, x0, eps, t)) > 1.0
+    with pytest.raises(ValueError, match="target must be"):
+        flows.cfm_loss(lambda xt, tt: xt, x0, eps, t, "score")
+
+
+def test_the_ot_coupling_is_the_best_permutation_by_brute_force():
+    g = torch.Generator().manual_seed(7)
+    for _ in range(10):
+        a, b = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+        perm = flows.ot_coupling(a, b)
+        assert sorted(perm.tolist()) == list(range(6))
+        best = min(float(((a - b[list(p)]) ** 2).sum()) for p in itertools.permutations(range(6)))
+        assert float(((a - b[perm]) ** 2).sum()) == pytest.approx(best, rel=1e-6)
+    with pytest.raises(ValueError, match="equal batches"):
+        flows.ot_coupling(torch.zeros(3, 2), torch.zeros(4, 2))
+
+
+def test_ddim_with_eta_0_is_euler_on_the_diffusion_models_flow_in_linear_time():
+    from diffcourse.grading.fixtures import exact_eps_fn
+
+    schedule = make_schedule("linear", 1000)
+    eps_fn = exact_eps_fn(schedule)
+    x_T = torch.randn(300, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    abar = schedule.alpha_bars[-1]
+    for steps in (1, 4, 25):
+        ddim = ddim_sample(eps_fn, schedule, x_T, steps=steps)
+        times = flows.ddim_linear_times(schedule, steps)
+        flow = flow_sample(flows.diffusion_velocity_fn(eps_fn, schedule), x_T / (abar.sqrt() + (1 - abar).sqrt()),
+                           times=times)
+        torch.testing.assert_close(flow, ddim, rtol=1e-9, atol=1e-9)
+
+
+def test_time_maps_invert_each_other_and_hit_the_table():
+    schedule = make_schedule("linear", 1000)
+    ab = schedule.alpha_bars[[0, 10, 500, 999]]
+    torch.testing.assert_close(flows.alpha_bar_of(flows.linear_time_of(ab)), ab)
+    torch.testing.assert_close(flows.fractional_timestep(schedule, ab), torch.tensor([0.0, 10, 500, 999],
+                                                                                     dtype=torch.float64))
+    assert float(flows.fractional_timestep(schedule, torch.tensor(1.0))) == -1.0
+
+
+def test_euler_is_exact_on_straight_paths_and_straightness_measures_it():
+    x0 = torch.randn(20, 2, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    eps = torch.randn(20, 2, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    straight = lambda x, t: eps - x0  # noqa: E731  (the velocity of the straight pairs)
+    torch.testing.assert_close(flow_sample(straight, eps, steps=1), x0)
+    assert float(flows.straightness(straight, eps, steps=10).max()) < 1e-20
+    gm = toy2d.mixture("8gaussians")
+    curved = lambda x, t: flows.mixture_marginal_velocity(gm, x, float(t[0]))  # noqa: E731
+    assert float(flows.straightness(curved, eps, steps=50).mean()) > 0.1
+
+
+def test_flow_samplers_walk_a_decreasing_grid_and_heun_is_second_order():
+    assert SAMPLERS["flow_euler"].nfe(7) == 7 and SAMPLERS["flow_heun"].nfe(7) == 14
+    assert torch.equal(flow_grid(4), torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0], dtype=torch.float64))
+    v = lambda x, t: x * t[:, None]  # noqa: E731  dx/dt = t x: x(0) = x(1) exp(-1/2)
+    x1 = torch.ones(3, 2, dtype=torch.float64)
+    exact = x1 * math.exp(-0.5)
+    errors = {m: [float((flow_sample(v, x1, steps=k, method=m) - exact).abs().max()) for k in (20, 40)]
+              for m in ("euler", "heun")}
+    assert 1.8 < errors["euler"][0] / errors["euler"][1] < 2.2
+    assert 3.6 < errors["heun"][0] / errors["heun"][1] < 4.4
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        flow_sample(v, x1, times=[0.0, 1.0])
+
+
+def test_reflow_pairs_are_the_odes_ends_from_the_given_noise():
+    g = torch.Generator().manual_seed(11)
+    x0, eps = torch.randn(5, 2, generator=g, dtype=torch.float64), torch.randn(5, 2, generator=g, dtype=torch.float64)
+    straight = lambda x, t: eps - x0  # noqa: E731  each noise's straight line to its own data point
+    torch.testing.assert_close(flows.reflow_pairs(straight, eps, steps=3), x0)
+    curved = lambda x, t: x * t[:, None]  # noqa: E731  dx/dt = t x ends at x(1) exp(-1/2)
+    torch.testing.assert_close(flows.reflow_pairs(curved, eps, steps=200), eps * math.exp(-0.5), rtol=1e-5, atol=1e-6)

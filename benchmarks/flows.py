@@ -1,0 +1,227 @@
+"""Benchmark for chapter 10 (flow matching): the 2D coupling study over seeds, and MNIST flow vs diffusion.
+
+    python benchmarks/flows.py --part toy2d [--seeds 0 1 2 3 4]
+    python benchmarks/flows.py --part mnist [--n 1000] [--flow runs/mnist-flow/mnist-flow.pt]
+
+Writes ``benchmarks/results/flows.json`` incrementally (each seed, each sampler as it finishes), so an
+interrupted run keeps what it measured; a part re-run replaces that part. One thread (the 2-core CPU is shared).
+
+* ``toy2d``: for each seed, `diffcourse.flow_study.toy_study` (I-CFM, OT-CFM, reflow, DDIM with x0- and
+  eps-prediction, the same MLP, steps and batch): SW / floor at NFE 1, 2, 4, 8, 50 and straightness. Differences
+  between methods are read over seeds (`seed_difference`, paired: every method of a seed meets the same data,
+  floor and noises).
+* ``mnist``: the flow model ``mnist-flow`` and its two matched diffusion partners (the same U-Net, 6500 steps,
+  batches, seed and learning-rate schedule: ``mnist-ddpm-lsimple``, plain L_simple, and the 6500-step min-SNR-5
+  ``mnist-ddpm``) at NFE 5/10/20/50: Euler and Heun for the flow, DDIM (eta = 0, no clipping: Euler on the
+  diffusion model's own flow) for both diffusion models. Every sampler decodes the same N noises (seed 0, so the
+  differences are paired). FID in the course's feature space (``mnist-classifier``) against all 10 000 test digits,
+  next to `matched_floor` (N training digits, the data's own label mix, 5 draws); confident share; paired bootstrap
+  differences (`bootstrap_difference`, 200 resamples). Also: the shipped 19 500-step ``mnist-ddpm`` sampled as a
+  flow (`diffusion_velocity_fn`, Euler on DDIM's grid) against its DDIM. Images are cached in ``--cache`` so an
+  interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from diffcourse.flow_study import TOY_METHODS, TOY_NFES, toy_study
+from diffcourse.recipes.toy2d_flow import FLOW_TOY
+
+RESULTS = Path(__file__).resolve().parent / "results" / "flows.json"
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def save(results: dict) -> None:
+    RESULTS.parent.mkdir(exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(RESULTS)
+
+
+def toy_part(seeds: list[int], n: int) -> None:
+    results = load()
+    part = {"recipe": FLOW_TOY, "methods": list(TOY_METHODS), "nfes": list(TOY_NFES), "n": n, "seeds": [],
+            "runs": [], "device": "cpu", "torch_threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine(),
+            "note": "python benchmarks/flows.py --part toy2d: per seed, every method trained with the same MLP, steps "
+                    "and batch, and scored on the same data, floor set and starting noises (N points each); flows "
+                    "sampled by Euler (sw_ratio) and Heun (sw_ratio_heun, even NFE), diffusion by DDIM eta = 0. "
+                    "Measured on the 2-core CPU while two MNIST trainings ran (training seconds are of a busy machine)"}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        study = toy_study(seed, n)
+        part["seeds"].append(seed)
+        part["runs"].append(study["scores"])
+        results["toy2d"] = part
+        save(results)
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; 1-NFE SW/floor "
+              + ", ".join(f"{m} {s['sw_ratio']['1']:.2f}" for m, s in study["scores"].items()), flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------ MNIST
+NFES = (5, 10, 20, 50)
+HEUN_STEPS = {5: 3, 10: 5, 20: 10, 50: 25}  # Heun costs 2 evaluations a step: NFE 6 stands in for 5
+DIFFERENCES = [("flow-euler", "lsimple-ddim"), ("flow-euler", "minsnr-ddim"), ("flow-heun", "flow-euler"),
+               ("flow-heun", "lsimple-ddim"), ("lsimple-ddim", "minsnr-ddim")]
+
+
+def mnist_configs() -> list[dict]:
+    """Every (model, sampler, steps) measured, in the order they run; ``nfe`` is what `generate` counts."""
+    rows = []
+    for nfe in NFES:
+        rows += [dict(key=f"flow-euler:{nfe}", model="flow", sampler="flow_euler", steps=nfe, nfe=nfe),
+                 dict(key=f"flow-heun:{nfe}", model="flow", sampler="flow_heun", steps=HEUN_STEPS[nfe],
+                      nfe=2 * HEUN_STEPS[nfe]),
+                 dict(key=f"lsimple-ddim:{nfe}", model="lsimple", sampler="ddim", steps=nfe, nfe=nfe),
+                 dict(key=f"minsnr-ddim:{nfe}", model="minsnr", sampler="ddim", steps=nfe, nfe=nfe)]
+    return rows
+
+
+def _models(a) -> dict:
+    """The networks compared, loaded from their exports (hash-checked where shipped)."""
+    from diffcourse.pretrained import load_model, load_pretrained, sha256
+
+    if not Path(a.minsnr).exists() or not sha256(a.minsnr).startswith("3fc9c9c6"):
+        raise SystemExit(f"{a.minsnr}: write it with `git show c288428:diffcourse/checkpoints/mnist-ddpm.pt > {a.minsnr}`.")
+    return {"flow": load_model(a.flow)[0], "lsimple": load_model(a.lsimple)[0], "minsnr": load_model(a.minsnr)[0],
+            "ddpm19500": load_pretrained("mnist-ddpm")}
+
+
+def _images(cfg: dict, model, n: int, cache: Path) -> tuple[torch.Tensor, float]:
+    """The config's n images from seed 0 (cached: a resumed run re-uses them)."""
+    from diffcourse import make_schedule
+    from diffcourse.sampling import generate
+
+    path = cache / f"{cfg['key'].replace(':', '_')}_n{n}.pt"
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        return saved["images"].float(), saved["seconds"]
+    options = {k: cfg[k] for k in ("times",) if k in cfg}
+    images, seconds, nfe = generate(model, make_schedule("linear", 1000), n, sampler=cfg["sampler"], steps=cfg["steps"],
+                                    seed=0, clip_x0=None, batch_size=250, **options)
+    if nfe != cfg["nfe"]:
+        raise RuntimeError(f"{cfg['key']}: generate counted NFE {nfe}, expected {cfg['nfe']}.")
+    torch.save({"images": images.half(), "seconds": seconds}, path)
+    return images, seconds
+
+
+def _reference(n: int) -> dict:
+    """Features of the 10 000 test digits (reference) and the training digits (floor pool), and the floor at n."""
+    from diffcourse.data.mnist import load_mnist
+    from diffcourse.measure import matched_floor
+    from diffcourse.metrics import classifier_features
+    from diffcourse.pretrained import load_pretrained
+
+    judge = load_pretrained("mnist-classifier")
+    test_x, _ = load_mnist("test")
+    train_x, train_y = load_mnist("train")
+    ref, pool = classifier_features(test_x, judge), classifier_features(train_x, judge)
+    floor = matched_floor(pool, train_y, ref, n, labels=None, draws=5)
+    return {"judge": judge, "ref": ref, "floor": floor}
+
+
+def _score(images: torch.Tensor, ref: dict) -> dict:
+    from diffcourse.measure import fid_features
+    from diffcourse.metrics import classifier_features, confident_share
+
+    feats = classifier_features(images, ref["judge"])
+    return {"features": feats, "fid": fid_features(feats, ref["ref"]), "confident": confident_share(images, ref["judge"])}
+
+
+def _differences(scored: dict, ref: dict) -> list[dict]:
+    """Paired bootstrap differences of FID and confident share for `DIFFERENCES` at every shared NFE."""
+    from diffcourse.measure import bootstrap_difference, fid_features
+
+    def conf_metric(conf: torch.Tensor, _ref) -> float:
+        return float(conf.double().mean())
+
+    out = []
+    for a_name, b_name in DIFFERENCES:
+        for nfe in NFES:
+            a, b = scored.get(f"{a_name}:{nfe}"), scored.get(f"{b_name}:{nfe}")
+            if a is None or b is None or a["nfe"] != b["nfe"]:
+                continue
+            for metric, fn, x, y, reference in (
+                    ("fid", fid_features, a["features"], b["features"], ref["ref"]),
+                    ("confident", conf_metric, a["confident_per_sample"], b["confident_per_sample"], None)):
+                d = bootstrap_difference(fn, x, y, reference, paired=True, n_boot=200, seed=nfe,
+                                         name_a=f"{a_name} (NFE {a['nfe']})", name_b=f"{b_name} (NFE {b['nfe']})")
+                out.append({"metric": metric, "nfe": nfe, **d.as_dict(), "verdict": d.verdict(
+                    "FID" if metric == "fid" else "confident share", lower_is_better=metric == "fid")})
+    return out
+
+
+def _agreement(models: dict, n: int, cache: Path) -> list[dict]:
+    """The shipped 19 500-step mnist-ddpm sampled as a flow (Euler on DDIM's grid in linear time) against its DDIM
+    (eta = 0, no clipping), from the same n noises: the largest and mean pixel difference."""
+    from diffcourse import make_schedule
+    from diffcourse.flows import ddim_linear_times
+
+    rows = []
+    for steps in (10, 50):
+        times = ddim_linear_times(make_schedule("linear", 1000), steps)
+        ddim, _ = _images(dict(key=f"ddpm19500-ddim:{steps}", sampler="ddim", steps=steps, nfe=steps), models["ddpm19500"],
+                          n, cache)
+        flow, _ = _images(dict(key=f"ddpm19500-flow:{steps}", sampler="flow_euler", steps=steps, nfe=steps, times=times),
+                          models["ddpm19500"], n, cache)
+        diff = (ddim - flow).abs()
+        rows.append({"steps": steps, "n": n, "max_abs_pixel_difference": float(diff.max()),
+                     "mean_abs_pixel_difference": float(diff.mean())})
+    return rows
+
+
+def mnist_part(a) -> None:
+    n, cache = a.n or 1000, Path(a.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    models, ref = _models(a), _reference(n)
+    results = load()
+    part = {"n": n, "nfes": list(NFES), "device": "cpu", "torch_threads": torch.get_num_threads(),
+            "models": {"flow": a.flow, "lsimple": a.lsimple, "minsnr": a.minsnr + " (c288428:mnist-ddpm.pt)"},
+            "floor": ref["floor"].as_dict(), "rows": {}, "note": "python benchmarks/flows.py --part mnist --n N"}
+    part["agreement"] = _agreement(models, 200, cache)
+    results["mnist"] = part
+    save(results)
+    scored = {}
+    for cfg in mnist_configs():
+        images, seconds = _images(cfg, models[cfg["model"]], n, cache)
+        s = _score(images, ref)
+        conf = torch.softmax(ref["judge"](images).float(), 1).amax(1) >= 0.9
+        scored[cfg["key"]] = {**s, "confident_per_sample": conf, "nfe": cfg["nfe"]}
+        part["rows"][cfg["key"]] = {"model": cfg["model"], "sampler": cfg["sampler"], "steps": cfg["steps"],
+                                    "nfe": cfg["nfe"], "fid": s["fid"], "fid_over_floor": s["fid"] / ref["floor"].mean,
+                                    "confident": s["confident"], "seconds": round(seconds, 1)}
+        part["differences"] = _differences(scored, ref)
+        save(results)
+        print(f"{cfg['key']}: FID {s['fid']:.2f} (floor {ref['floor'].mean:.2f}), confident {s['confident']:.3f}, "
+              f"{seconds:.0f} s", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["toy2d", "mnist"], required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--n", type=int, default=None, help="points (toy2d, default 2000) or images (mnist, default 1000)")
+    p.add_argument("--cache", default="/tmp/flows_mnist_cache", help="folder for the sampled images (resume)")
+    p.add_argument("--flow", default="runs/mnist-flow/mnist-flow.pt")
+    p.add_argument("--lsimple", default="runs/mnist-ddpm-lsimple/mnist-ddpm-lsimple.pt")
+    p.add_argument("--minsnr", default="/tmp/mnist-ddpm-6500.pt",
+                   help="the 6500-step min-SNR-5 mnist-ddpm: git show c288428:diffcourse/checkpoints/mnist-ddpm.pt")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    if a.part == "toy2d":
+        toy_part(a.seeds, a.n or 2000)
+    else:
+        mnist_part(a)
+
+
+if __name__ == "__main__":
+    main()
