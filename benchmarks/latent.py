@@ -1,26 +1,33 @@
-"""Chapter 8 measured: latent vs pixel diffusion, and diffusion vs VAE vs GAN, printed as JSON.
+"""Chapter 8 measured: latent vs pixel diffusion at matched compute, the prompted LDM against mnist-cfg, the
+autoencoder's cap, and diffusion vs VAE vs GAN — printed as JSON.
 
-* ``speed`` — the pixel-space ``mnist-ddpm`` U-Net against the latent model ``latent-ldm`` on this machine:
-  parameters; training images/s (one optimiser step on a batch of 128, bfloat16 autocast as the recipes
-  train, best of ``--reps``); the autoencoder's encoding images/s (the training set is encoded once);
-  the activations held for the backward pass of one training batch (bytes of the tensors autograd saves:
-  the memory training needs beyond the weights); the bytes of one sample's state while sampling.
-* ``quality`` — the same sampler (DDIM, ``--steps`` steps, eta = 0) for both, N samples each, seconds for
-  the N; FID against the 10 000 test digits in the ``mnist-classifier`` feature space, confident share
-  (classifier's max probability >= 0.9), and the real-vs-real floor (N training digits vs the same test set).
-  The latent model runs unconditionally (the empty prompt) and prompted with the digit names (balanced).
-* ``autoencoder`` — both autoencoders (``latent-vae``, β = 1e-3; ``latent-vae-beta1``, β = 1) on N test digits:
-  reconstruction error, classifier accuracy and FID of reconstructions, KL per image, the latent's std and
-  scale factor 1/std (measured on training digits).
-* ``compare`` — the seeds' table measured: VAE alone (decode z ~ N(0, I)), GAN, latent diffusion, pixel diffusion:
-  FID, precision and recall (k = 3, classifier features, N samples vs N test digits, with the real-vs-real
-  values), confident share, NLL bound in bits/dim where one is defined (VAE: the ELBO; pixel DDPM: its
-  variational bound, ``--nll-n`` test digits, ``--nll-k`` timesteps), NFE and seconds for N.
-* ``prompts`` — the latent model over all 50 training prompts at guidance w: the share of samples whose digit the
-  prompt allows (read by the classifier), and FID.
+Every score is read the course's way (DESIGN §7, `diffcourse.measure`): FID against the 10 000 test digits in the
+``mnist-classifier`` feature space, beside a *matched floor* (real training digits drawn the way the samples were:
+same N, same label mix), and every comparison as a `Difference` with its bootstrap interval and verdict.
 
-Run:  DIFFCOURSE_DATA_DIR=… python benchmarks/latent.py [--n 500] [--out benchmarks/results/latent.json]
-Checkpoints are the shipped ones unless names or exported ``.pt`` paths are given (``--pixel PATH`` …).
+* ``speed`` — the pixel U-Net (``mnist-ddpm``) against the latent U-Net (``latent-ldm``): one timed optimiser step
+  on a batch of 128 (bfloat16, best of ``--reps``), the activations autograd keeps, the encoder's images/s; and
+  the *real* training runs of the matched-compute study: images per CPU second of each whole run.
+* ``curve`` — the matched-compute study (Rombach et al. 2022, Figs. 6–7): every EMA snapshot of the pixel run
+  (``mnist-ddpm-lsimple``) and of the latent run (``latent-ldm-lsimple``, its autoencoder's and the encoding's CPU
+  seconds charged to it) sampled with DDIM-``--steps``, N each: FID and confident share against training CPU seconds;
+  at each pixel snapshot, the verdict against the latent snapshot nearest in total CPU seconds.
+* ``cfg`` — ``latent-ldm`` prompted with the digit names against ``mnist-cfg`` given the labels: same sampler and
+  steps, same N, the same class-balanced labels (row i asks for digit i mod 10), a balanced floor; FID, accuracy,
+  confident share at each guidance weight in ``--cfg-w``; paired differences (row i of both asks for the same digit).
+* ``autoencoder`` — each autoencoder reconstructs N *training* digits (posterior mean); their FID against the test
+  digits is paired with the FID of the very same originals (one floor draw): the difference is what the
+  autoencoder loses, the cap on any latent model of it. Precision/recall against N held-out test digits.
+* ``compare`` — the seeds' table measured: σ-VAE, DCGAN, latent and pixel diffusion (the matched-compute pair and
+  the shipped long-trained ``mnist-ddpm``), and real digits: FID, precision, recall, density, coverage, class
+  entropy and histogram, within-class spread relative to real digits, confident share, NLL bound in bits/dim
+  where one is defined, NFE, sampling seconds, training CPU seconds.
+* ``prompts`` — ``latent-ldm`` over all 50 prompts at each w in ``--guidance``, ``--per-prompt`` samples each: the
+  share obeying its prompt per kind of prompt (digit names, odd/even, greater/less than), with its chance rate.
+
+Run (1 thread while a training runs):
+  DIFFCOURSE_DATA_DIR=… python benchmarks/latent.py --n 500 --threads 1 --out benchmarks/results/latent.json
+``--parts`` picks parts; a part not asked for is copied from ``--keep FILE`` (a previous results file).
 """
 from __future__ import annotations
 
@@ -31,24 +38,30 @@ import math
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from diffcourse.data.mnist import load_mnist
-from diffcourse.latent import latent_scale_factor, reparameterize
-from diffcourse.metrics import (classifier_accuracy, classifier_features, confident_share, ddpm_elbo_bpd, feature_stats,
-                                frechet_distance, precision_recall)
+from diffcourse.diversity import class_entropy, class_histogram, density_coverage, relative_spread
+from diffcourse.latent import reparameterize
+from diffcourse.measure import balanced_labels, bootstrap_difference, draw_reference, fid_features, matched_floor
+from diffcourse.metrics import classifier_features, ddpm_elbo_bpd, precision_recall
 from diffcourse.models.autoencoder import decoder_sigma, vae_elbo_bpd, vae_loss
 from diffcourse.models.latent_unet import sample_latent_digits
 from diffcourse.models.text import NUMBER_WORDS, all_prompts, prompt_digits, tokenize
 from diffcourse.objectives import diffusion_loss, eps_fn
 from diffcourse.pretrained import load_model
+from diffcourse.recipes.latent import LATENT_RECIPES
+from diffcourse.recipes.mnist import RECIPES, build_model
 from diffcourse.samplers import ddim_sample
+from diffcourse.samplers.guidance import cfg_eps_fn
 from diffcourse.schedules import make_schedule
 
-PARTS = ("speed", "quality", "autoencoder", "compare", "prompts")
+PARTS = ("speed", "curve", "cfg", "autoencoder", "compare", "prompts")
+SCHEDULE = make_schedule("linear", 1000)
 
 
 def log(msg: str) -> None:
@@ -57,10 +70,87 @@ def log(msg: str) -> None:
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
     t0 = time.perf_counter()
-    out = fn()
+    with torch.no_grad():
+        out = fn()
     return out, time.perf_counter() - t0
 
 
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------ the judge
+class Judge:
+    """The course classifier's view: features, FID against all test digits, floors drawn like the samples."""
+
+    def __init__(self, classifier: torch.nn.Module, n: int, seed: int) -> None:
+        self.classifier, self.n, self.seed = classifier, n, seed
+        self.test_x, self.test_y = load_mnist("test")
+        self.train_x, self.train_y = load_mnist("train")
+        self.ref = classifier_features(self.test_x, classifier)                    # FID reference: 10 000 test digits
+        self.pr_ref = self.ref[torch.randperm(len(self.ref), generator=gen(seed))[:n]]  # held-out, not the first n
+        self.train_f = classifier_features(self.train_x, classifier)
+        self._floors: dict[str, dict] = {}
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return classifier_features(images, self.classifier)
+
+    @torch.no_grad()
+    def labels_and_confidence(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.cat([torch.softmax(self.classifier(images[i:i + 1000]).float(), 1)
+                       for i in range(0, len(images), 1000)])
+        return p.argmax(1), p.amax(1)
+
+    def fid(self, f: torch.Tensor) -> float:
+        return fid_features(f, self.ref)
+
+    def floor(self, labels: torch.Tensor | None = None) -> dict:
+        """The matched floor at N: the data's own label mix (``None``) or the samples' label list."""
+        key = "data" if labels is None else ",".join(map(str, labels.tolist()))
+        if key not in self._floors:
+            fl = matched_floor(self.train_f, self.train_y, self.ref, len(labels) if labels is not None else self.n,
+                               labels=labels, seed=self.seed)
+            self._floors[key] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in fl.as_dict().items()}
+        return self._floors[key]
+
+    def score(self, images: torch.Tensor, full: bool = False) -> tuple[dict, "Scored"]:
+        """FID and confident share (``full``: and precision, recall, density, coverage, class mix, spread), and the
+        per-sample features, labels and confidence that differences resample."""
+        f = self.features(images)
+        labels, conf = self.labels_and_confidence(images)
+        out = {"fid": round(self.fid(f), 3), "confident": round(float((conf >= 0.9).double().mean()), 4)}
+        if full:
+            p, r = precision_recall(self.pr_ref, f)
+            d, c = density_coverage(self.pr_ref, f)
+            real = draw_reference(self.train_y, len(images), generator=gen(self.seed + 99))
+            out.update(precision=round(p, 4), recall=round(r, 4), density=round(d, 4), coverage=round(c, 4),
+                       class_entropy=round(class_entropy(labels), 4),
+                       class_histogram=[round(v, 3) for v in class_histogram(labels).tolist()],
+                       within_class_spread=round(relative_spread(f, labels, self.train_f[real], self.train_y[real]), 4))
+        return out, Scored(f, labels, conf >= 0.9)
+
+
+@dataclass
+class Scored:
+    """Per-sample measurements of one sample set: classifier features, the classifier's labels, confident (≥ 0.9)."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    confident: torch.Tensor
+
+
+def fid_difference(judge: Judge, fa: torch.Tensor, fb: torch.Tensor, a: str, b: str, paired: bool,
+                   n_boot: int) -> dict:
+    """Bootstrap interval of FID(A) − FID(B), the test reference resampled once per replicate for both."""
+    d = bootstrap_difference(fid_features, fa, fb, judge.ref, paired=paired, n_boot=n_boot, name_a=a, name_b=b)
+    return {**d.as_dict(), "verdict": d.verdict("FID")}
+
+
+def rate_difference(xa: torch.Tensor, xb: torch.Tensor, a: str, b: str, what: str, paired: bool, n_boot: int) -> dict:
+    """Bootstrap interval of the difference of two per-sample rates (0/1 tensors): higher is better."""
+    rate = lambda x, _ref: float(x.double().mean())  # noqa: E731
+    d = bootstrap_difference(rate, xa, xb, None, paired=paired, n_boot=n_boot, name_a=a, name_b=b)
+    return {**d.as_dict(), "verdict": d.verdict(what, digits=3, lower_is_better=False)}
 def parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -101,26 +191,6 @@ def saved_activation_bytes(model: torch.nn.Module, loss: Callable[[], torch.Tens
     return total
 
 
-class Judge:
-    """The course classifier's view of a set of images: FID vs the test set, precision/recall vs N test digits."""
-
-    def __init__(self, classifier: torch.nn.Module, test_x: torch.Tensor, train_x: torch.Tensor, n: int) -> None:
-        self.classifier, self.n = classifier, n
-        self.ref_stats = feature_stats(classifier_features(test_x, classifier))
-        self.ref_n = classifier_features(test_x[:n], classifier)
-        floor_f = classifier_features(train_x[:n], classifier)
-        p, r = precision_recall(self.ref_n, floor_f)
-        self.floor = {"fid": round(frechet_distance(*feature_stats(floor_f), *self.ref_stats), 3),
-                      "precision": round(p, 4), "recall": round(r, 4),
-                      "confident": round(confident_share(train_x[:n], classifier), 4)}
-
-    def __call__(self, images: torch.Tensor) -> dict:
-        f = classifier_features(images, self.classifier)
-        p, r = precision_recall(self.ref_n, f)
-        return {"fid": round(frechet_distance(*feature_stats(f), *self.ref_stats), 3), "precision": round(p, 4),
-                "recall": round(r, 4), "confident": round(confident_share(images, self.classifier), 4)}
-
-
 def speed_part(pixel, ldm, vae, schedule, train_x, args) -> dict:
     B, g = 128, torch.Generator().manual_seed(args.seed)
     x = train_x[:B]
@@ -148,114 +218,383 @@ def speed_part(pixel, ldm, vae, schedule, train_x, args) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+# ------------------------------------------------------------------------------------------------ the study's runs
+def snapshot_network(path: Path, recipe_name: str) -> torch.nn.Module:
+    """Rebuild the EMA network of a training snapshot (``runs/RECIPE/snapshots/stepNNNNNN.pt``) or of an export."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    recipe = {**RECIPES, **LATENT_RECIPES}[recipe_name]
+    config = dict(state.get("config") or recipe.model_kwargs)
+    if recipe.kind == "latent-diffusion":
+        config["scale_factor"] = (state["extra"]["recipe"] if "extra" in state else config)["scale_factor"]
+    model = build_model(recipe.model, config)
+    model.load_state_dict(state["state_dict"])
+    return model.eval().requires_grad_(False)
+
+
+def run_points(folder: Path, recipe_name: str) -> list[dict]:
+    """The snapshots of a run and its final export, each ``{step, seconds, cpu_seconds, path}``, by step."""
+    points = {}
+    for p in sorted((folder / "snapshots").glob("step*.pt")):
+        s = torch.load(p, map_location="cpu", weights_only=True)
+        points[int(s["step"])] = {"step": int(s["step"]), "seconds": float(s["seconds"]),
+                                  "cpu_seconds": float(s["cpu_seconds"]), "path": p}
+    export = folder / f"{recipe_name}.pt"
+    if export.exists():
+        s = torch.load(export, map_location="cpu", weights_only=True)
+        if int(s["steps"]) not in points and "cpu_seconds" in s:
+            points[int(s["steps"])] = {"step": int(s["steps"]), "seconds": float(s["seconds"]),
+                                       "cpu_seconds": float(s["cpu_seconds"]), "path": export}
+    if not points:
+        raise SystemExit(f"No snapshots in {folder}/snapshots: train {recipe_name} first (runs/ch8/queue.sh).")
+    return [points[k] for k in sorted(points)]
+
+
+def latent_overhead(folder: Path, recipe_name: str) -> dict:
+    """CPU seconds the latent run spent before its first step: training its autoencoder, encoding the training set."""
+    s = torch.load(folder / f"{recipe_name}.pt", map_location="cpu", weights_only=True)["settings"] \
+        if (folder / f"{recipe_name}.pt").exists() else \
+        torch.load(folder / "train.pt", map_location="cpu", weights_only=True)["extra"]["recipe"]
+    return {"autoencoder_cpu_seconds": float(s["autoencoder_cpu_seconds"]),
+            "encode_cpu_seconds": float(s["encode_cpu_seconds"]), "autoencoder": s["autoencoder"]}
+
+
+def real_run_speed(args) -> dict:
+    """Images per CPU second of the two study runs, whole runs (the rate a learner's training actually gets)."""
+    out = {}
+    for key, folder, name in (("pixel", args.pixel_run, "mnist-ddpm-lsimple"),
+                              ("latent", args.latent_run, "latent-ldm-lsimple")):
+        last = run_points(Path(folder), name)[-1]
+        out[key] = {"steps": last["step"], "images": last["step"] * 128,
+                    "loop_cpu_seconds": round(last["cpu_seconds"], 1), "wall_seconds": round(last["seconds"], 1),
+                    "images_per_cpu_second": round(last["step"] * 128 / last["cpu_seconds"], 1)}
+    extra = latent_overhead(Path(args.latent_run), "latent-ldm-lsimple")
+    lat = out["latent"]
+    lat.update({k: round(v, 1) for k, v in extra.items() if k.endswith("seconds")})
+    lat["total_cpu_seconds"] = round(lat["loop_cpu_seconds"] + extra["autoencoder_cpu_seconds"]
+                                     + extra["encode_cpu_seconds"], 1)
+    lat["images_per_cpu_second_all_included"] = round(lat["images"] / lat["total_cpu_seconds"], 1)
+    pixel_rate = out["pixel"]["images_per_cpu_second"]
+    out["loop_speedup"] = round(lat["images_per_cpu_second"] / pixel_rate, 2)
+    out["speedup_all_included"] = round(lat["images_per_cpu_second_all_included"] / pixel_rate, 2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ curve
+def sample_point(kind: str, model: torch.nn.Module, ae: torch.nn.Module | None, n: int, steps: int,
+                 seed: int) -> tuple[torch.Tensor, float]:
+    """N unconditional samples, DDIM-``steps`` (η = 0): pixel U-Net, or latent U-Net (empty prompt) + decoder."""
+    if kind == "pixel":
+        return timed(lambda: ddim_sample(eps_fn(model, SCHEDULE), SCHEDULE, (n, 1, 28, 28), steps=steps,
+                                         generator=gen(seed)))
+    return timed(lambda: sample_latent_digits(model, ae, SCHEDULE, [""] * n, steps=steps, generator=gen(seed)))
+
+
+def measure_run(judge: Judge, kind: str, folder: Path, name: str, args, overhead: float,
+                ae: torch.nn.Module | None, keep: Callable[[dict], bool]) -> tuple[list[dict], list[Scored]]:
+    """Every kept point of a run: FID and confident share of N samples against its CPU seconds (+ ``overhead``)."""
+    rows, feats = [], []
+    for pt in (p for p in run_points(folder, name) if keep(p)):
+        imgs, secs = sample_point(kind, snapshot_network(pt["path"], name), ae, args.n, args.steps, args.seed + 2)
+        score, f = judge.score(imgs)
+        rows.append({"step": pt["step"], "images": pt["step"] * 128, "loop_cpu_seconds": round(pt["cpu_seconds"], 1),
+                     "cpu_seconds": round(pt["cpu_seconds"] + overhead, 1), "wall_seconds": round(pt["seconds"], 1),
+                     "sampling_seconds": round(secs, 2), **score})
+        feats.append(f)
+        log(f"curve {kind} {rows[-1]}")
+    return rows, feats
+
+
+def curve_part(judge: Judge, args) -> dict:
+    """The matched-compute study: both runs' snapshots, the matched floor, verdicts at equal CPU seconds."""
+    over = latent_overhead(Path(args.latent_run), "latent-ldm-lsimple")
+    ae = load_model(over["autoencoder"])[0]
+    every = args.curve_every
+    pixel, pf = measure_run(judge, "pixel", Path(args.pixel_run), "mnist-ddpm-lsimple", args, 0.0, None,
+                            lambda p: p["step"] % (500 * every) == 0 or p["step"] == 6500)
+    total = over["autoencoder_cpu_seconds"] + over["encode_cpu_seconds"]
+    latent, lf = measure_run(judge, "latent", Path(args.latent_run), "latent-ldm-lsimple", args, total, ae,
+                             lambda p: True)
+    compare = []
+    for i, p in enumerate(pixel):
+        j = min(range(len(latent)), key=lambda k: abs(latent[k]["cpu_seconds"] - p["cpu_seconds"]))
+        a, b = f"latent ({latent[j]['cpu_seconds']:.0f} CPU s)", f"pixel ({p['cpu_seconds']:.0f} CPU s)"
+        compare.append({"pixel_step": p["step"], "latent_step": latent[j]["step"],
+                        "pixel_cpu_seconds": p["cpu_seconds"], "latent_cpu_seconds": latent[j]["cpu_seconds"],
+                        "fid": fid_difference(judge, lf[j].features, pf[i].features, a, b, False, args.boot),
+                        "confident": rate_difference(lf[j].confident, pf[i].confident, a, b, "confident share",
+                                                     False, args.boot)})
+    return {"n": args.n, "steps": args.steps, "sampler": f"DDIM-{args.steps}, eta = 0",
+            "floor": judge.floor(), "pixel": pixel, "latent": latent,
+            "latent_overhead": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in over.items()},
+            "at_equal_cpu": compare}
+
+
+# ------------------------------------------------------------------------------------------------ cfg
+def cfg_samples(kind: str, model: torch.nn.Module, ae: torch.nn.Module | None, labels: torch.Tensor, w: float,
+                steps: int, seed: int) -> tuple[torch.Tensor, float]:
+    """Class-conditional samples: ``mnist-cfg`` given the labels, or the LDM given the digits' names as prompts."""
+    if kind == "pixel":
+        return timed(lambda: ddim_sample(cfg_eps_fn(model, labels, w), SCHEDULE, (len(labels), 1, 28, 28), steps=steps,
+                                         generator=gen(seed)))
+    names = [NUMBER_WORDS[int(y)] for y in labels]
+    return timed(lambda: sample_latent_digits(model, ae, SCHEDULE, names, w=w, steps=steps, generator=gen(seed)))
+
+
+def cfg_part(judge: Judge, nets: dict, args) -> dict:
+    """``latent-ldm`` prompted with digit names against ``mnist-cfg`` with labels: same sampler, N, labels, floor."""
+    labels = balanced_labels(args.n)
+    out = {"n": args.n, "steps": args.steps, "labels": "balanced: row i asks for digit i mod 10",
+           "floor": judge.floor(labels), "budgets": {k: budget(nets[k]) for k in ("cfg", "ldm")}, "rows": []}
+    for w in (float(v) for v in args.cfg_w.split(",")):
+        row, scored, hits = {"w": w}, {}, {}
+        for key, model, ae in (("pixel", nets["cfg"], None), ("latent", nets["ldm"], nets["vae"])):
+            imgs, secs = cfg_samples(key, model, ae, labels, w, args.steps, args.seed + 4)
+            score, scored[key] = judge.score(imgs)
+            hits[key] = scored[key].labels == labels
+            row[key] = {**score, "accuracy": round(float(hits[key].double().mean()), 4), "seconds": round(secs, 2),
+                        "nfe": args.steps * (1 if w in (0.0, 1.0) else 2)}
+        row["fid_difference"] = fid_difference(judge, scored["latent"].features, scored["pixel"].features,
+                                               f"latent-ldm (w = {w:g})", f"mnist-cfg (w = {w:g})", True, args.boot)
+        row["accuracy_difference"] = rate_difference(hits["latent"], hits["pixel"], f"latent-ldm (w = {w:g})",
+                                                     f"mnist-cfg (w = {w:g})", "accuracy", True, args.boot)
+        out["rows"].append(row)
+        log(f"cfg w={w}: {json.dumps(row)[:400]}")
+    return out
+
+
+def budget(model: torch.nn.Module) -> dict:
+    """A shipped network's training budget from its manifest entry: steps, images, wall seconds."""
+    info = getattr(model, "pretrained_info", {})
+    steps, batch = info.get("training_steps"), info.get("settings", {}).get("batch_size")
+    return {"steps": steps, "batch_size": batch, "images": steps * batch if steps and batch else None,
+            "wall_seconds": info.get("wall_time_s")}
+
+
+# ------------------------------------------------------------------------------------------------ autoencoder
+@torch.no_grad()
+def autoencoder_part(judge: Judge, autoencoders: dict[str, str], args, cache: dict) -> dict:
+    """Each autoencoder's reconstructions of N training digits against those very digits (paired): the cap."""
+    idx = draw_reference(judge.train_y, args.n, generator=gen(args.seed + 5))
+    x, y = judge.train_x[idx], judge.train_y[idx]
+    orig, cache["originals"] = judge.score(x, full=True)
+    out = {"n": args.n, "digits": "N training digits drawn uniformly (not in the test reference)",
+           "originals": orig, "floor": judge.floor(), "rows": {}}
+    for name, source in autoencoders.items():
+        ae = load_model(source)[0]
+        recon = ae(x)[0]
+        _, rec, kl = vae_loss(ae, x, 0.0, gen(args.seed + 8))
+        score, cache[f"recon:{name}"] = judge.score(recon, full=True)
+        out["rows"][name] = {"source": source, "latent_shape": list(ae.latent_shape), **score,
+                             "recon_mse_per_pixel": round(float((recon - x).pow(2).mean()), 5),
+                             "kl_per_image_nats": round(float(kl), 2),
+                             "recon_accuracy": round(float((cache[f"recon:{name}"].labels == y).double().mean()), 4),
+                             "cap": fid_difference(judge, cache[f"recon:{name}"].features, cache["originals"].features,
+                                                   f"reconstructions ({name})", "the originals", True, args.boot)}
+        log(f"autoencoder {name}: {json.dumps(out['rows'][name])[:300]}")
+    names = list(autoencoders)
+    out["ablation"] = [fid_difference(judge, cache[f"recon:{b}"].features, cache[f"recon:{a}"].features,
+                                      f"reconstructions ({b})", f"reconstructions ({a})", True, args.boot)
+                       for a, b in zip(names, names[1:])]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ compare
+def compare_samplers(nets: dict, args) -> dict[str, tuple[str, Callable[[], torch.Tensor], int, float | None]]:
+    """Row name → (label, sampler of N images, NFE per sample, training CPU seconds or None)."""
+    n, steps, s = args.n, args.steps, args.seed
+    vae, gan = nets["vae-beta1"], nets["gan"]
+    rows = {"vae": ("σ-VAE (latent-vae-beta1): decode z ~ N(0, I)",
+                    lambda: vae.decode(torch.randn(n, *vae.latent_shape, generator=gen(s + 5))), 1, cpu_of(vae)),
+            "gan": ("DCGAN (latent-gan): one generator pass", lambda: gan.sample(n, gen(s + 7)), 1, cpu_of(gan))}
+    if "latent_study" in nets:
+        ldm, ae = nets["latent_study"]
+        rows["latent_study"] = (f"latent diffusion, matched compute (latent-ldm-lsimple), DDIM-{steps}",
+                                lambda: sample_point("latent", ldm, ae, n, steps, s + 3)[0], steps + 1,
+                                nets["latent_study_cpu"])
+    if "pixel_study" in nets:
+        rows["pixel_study"] = (f"pixel diffusion, matched compute (mnist-ddpm-lsimple), DDIM-{steps}",
+                               lambda: sample_point("pixel", nets["pixel_study"], None, n, steps, s + 2)[0], steps,
+                               nets["pixel_study_cpu"])
+    rows["pixel"] = (f"pixel diffusion, long-trained (mnist-ddpm, 19 500 steps), DDIM-{steps}",
+                     lambda: sample_point("pixel", nets["pixel"], None, n, steps, s + 2)[0], steps, None)
+    return rows
+
+
+def cpu_of(model: torch.nn.Module) -> float | None:
+    """Training CPU seconds recorded in a shipped network's export (None for networks exported before they were)."""
+    return getattr(model, "pretrained_info", {}).get("cpu_seconds")
+
+
+def nll_bounds(nets: dict, judge: Judge, args) -> dict:
+    """Upper bounds on −log p(x) in bits/dim on ``--nll-n`` test digits: the σ-VAE's ELBO (its decoder σ at the
+    maximum-likelihood value on training digits) and the pixel DDPM's variational bound."""
+    x = judge.test_x[torch.randperm(len(judge.test_x), generator=gen(args.seed + 11))[:args.nll_n]]
+    vae = nets["vae-beta1"]
+    sigma = decoder_sigma(vae, judge.train_x[:5000], gen(args.seed + 10))
+    out = {"vae": float(vae_elbo_bpd(vae, x, sigma, gen(args.seed + 12)).mean()), "vae_decoder_sigma": sigma}
+    for key in ("pixel", "pixel_study"):
+        if key in nets:
+            out[key] = float(ddpm_elbo_bpd(eps_fn(nets[key], SCHEDULE), SCHEDULE, x, timesteps=args.nll_k,
+                                           generator=gen(args.seed + 13)).mean())
+    log(f"NLL bounds {out}")
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def set_difference(metric: Callable[[torch.Tensor], float], a: torch.Tensor, b: torch.Tensor, na: str, nb: str,
+                   what: str, n_boot: int, digits: int = 3) -> dict:
+    """Bootstrap interval of metric(A) − metric(B), a set metric of samples against a fixed reference (higher better)."""
+    d = bootstrap_difference(lambda x, _r: metric(x), a, b, None, paired=False, n_boot=n_boot, name_a=na, name_b=nb)
+    return {**d.as_dict(), "verdict": d.verdict(what, digits=digits, lower_is_better=False)}
+
+
+def compare_differences(judge: Judge, scored: dict[str, Scored], best: str, args) -> dict:
+    """VAE and GAN against the best diffusion row: FID, recall, coverage, class entropy, confident share."""
+    recall = lambda f: precision_recall(judge.pr_ref, f)[1]     # noqa: E731
+    coverage = lambda f: density_coverage(judge.pr_ref, f)[1]   # noqa: E731
+    out = {}
+    for key in ("vae", "gan"):
+        a, b = scored[key], scored[best]
+        out[key] = {"fid": fid_difference(judge, a.features, b.features, key, best, False, args.boot),
+                    "recall": set_difference(recall, a.features, b.features, key, best, "recall", args.boot),
+                    "coverage": set_difference(coverage, a.features, b.features, key, best, "coverage", args.boot),
+                    "class_entropy": set_difference(class_entropy, a.labels, b.labels, key, best, "class entropy",
+                                                    args.boot),
+                    "confident": rate_difference(a.confident, b.confident, key, best, "confident share", False,
+                                                 args.boot)}
+    return out
+
+
+def compare_part(judge: Judge, nets: dict, args, cache: dict) -> dict:
+    """The seeds' table measured, every row at N with the same metrics, and real digits as the floor row."""
+    real_idx = draw_reference(judge.train_y, args.n, generator=gen(args.seed + 99))
+    real, cache["real"] = judge.score(judge.train_x[real_idx], full=True)
+    out = {"n": args.n, "steps": args.steps, "nll_n": args.nll_n, "nll_k": args.nll_k, "floor": judge.floor(),
+           "rows": [{"model": "real", "label": "real training digits (the floor row)", "nfe": 0, **real}]}
+    nll = nll_bounds(nets, judge, args)
+    for key, (label, sample, nfe, cpu) in compare_samplers(nets, args).items():
+        imgs, secs = timed(sample)
+        score, cache[key] = judge.score(imgs, full=True)
+        out["rows"].append({"model": key, "label": label, "nfe": nfe, "seconds": round(secs, 2),
+                            "nll_bpd": nll.get(key), "training_cpu_seconds": None if cpu is None else round(cpu, 1),
+                            **score})
+        log(f"compare {out['rows'][-1]}")
+    out["vae_decoder_sigma"] = nll["vae_decoder_sigma"]
+    best = min((r for r in out["rows"] if r["model"].startswith("pixel") or r["model"].startswith("latent")),
+               key=lambda r: r["fid"])["model"]
+    out["best_diffusion"] = best
+    out["differences"] = compare_differences(judge, cache, best, args)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+def prompt_kind(prompt: str) -> str:
+    """"digit" (names one digit), "parity" (odd / even) or "threshold" (greater / less than N)."""
+    words = prompt.split()
+    return "parity" if {"odd", "even"} & set(words) else "threshold" if {"greater", "less"} & set(words) else "digit"
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95 % interval of a binomial rate k / n."""
+    p, d = k / n, 1 + z * z / n
+    mid, half = (p + z * z / (2 * n)) / d, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return round(mid - half, 4), round(mid + half, 4)
+
+
+def prompts_part(judge: Judge, nets: dict, args) -> dict:
+    """Obedience to all 50 prompts at each w, by kind of prompt, against each prompt's chance rate (the share of
+    training digits it allows: what a sampler that ignores the prompt would score)."""
+    prompts, per = all_prompts(), args.per_prompt
+    chance = {p: float(torch.isin(judge.train_y, torch.tensor(prompt_digits(p))).double().mean()) for p in prompts}
+    plist = [p for p in prompts for _ in range(per)]
+    out = {"per_prompt": per, "steps": args.steps, "chance": {p: round(c, 4) for p, c in chance.items()}, "rows": []}
+    for w in (float(v) for v in args.guidance.split(",")):
+        imgs, secs = timed(lambda: sample_latent_digits(nets["ldm"], nets["vae"], SCHEDULE, plist, w=w,
+                                                        steps=args.steps, generator=gen(args.seed + 13)))
+        pred = judge.labels_and_confidence(imgs)[0].tolist()
+        ok = [int(d in prompt_digits(p)) for d, p in zip(pred, plist)]
+        per_prompt = {p: sum(ok[i * per:(i + 1) * per]) for i, p in enumerate(prompts)}
+        kinds = {}
+        for kind in ("digit", "parity", "threshold"):
+            ps = [p for p in prompts if prompt_kind(p) == kind]
+            k, n = sum(per_prompt[p] for p in ps), per * len(ps)
+            kinds[kind] = {"prompts": len(ps), "n": n, "obeys": round(k / n, 4), "interval": wilson(k, n),
+                           "chance": round(sum(chance[p] for p in ps) / len(ps), 4)}
+        out["rows"].append({"w": w, "nfe": args.steps * (1 if w in (0.0, 1.0) else 2), "seconds": round(secs, 2),
+                            "obeys": round(sum(ok) / len(ok), 4), "by_kind": kinds,
+                            "per_prompt": {p: round(c / per, 4) for p, c in per_prompt.items()}})
+        log(f"prompts w={w}: {kinds}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=500, help="samples per row")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps for both diffusion models")
+    p.add_argument("--n", type=int, default=500, help="samples per measured set")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps for every diffusion model")
+    p.add_argument("--boot", type=int, default=200, help="bootstrap resamples per difference")
+    p.add_argument("--curve-every", type=int, default=1, help="measure every k-th pixel snapshot (500 steps apart)")
+    p.add_argument("--cfg-w", default="1,3", help="guidance weights of the cfg part")
+    p.add_argument("--guidance", default="0,1,2,3,5", help="guidance weights of the prompts part")
+    p.add_argument("--per-prompt", type=int, default=20, help="samples per prompt in the prompts part")
     p.add_argument("--nll-n", type=int, default=100, help="test digits for the NLL bounds")
     p.add_argument("--nll-k", type=int, default=100, help="timesteps (strata) of the DDPM bound")
     p.add_argument("--reps", type=int, default=3, help="timed repeats (best kept) for the training speed")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {PARTS}")
-    p.add_argument("--guidance", default="1,2,3,5", help="guidance weights for the prompts part")
-    for flag, default in (("pixel", "mnist-ddpm"), ("classifier", "mnist-classifier"), ("vae", "latent-vae"),
-                          ("vae-beta1", "latent-vae-beta1"), ("ldm", "latent-ldm"), ("gan", "latent-gan")):
-        p.add_argument(f"--{flag}", default=default, help=f"checkpoint name or exported .pt (default {default})")
+    p.add_argument("--pixel-run", default="runs/mnist-ddpm-lsimple", help="the pixel study's run folder")
+    p.add_argument("--latent-run", default="runs/latent-ldm-lsimple", help="the latent study's run folder")
+    p.add_argument("--autoencoders", default="latent-vae=latent-vae,study=runs/latent-vae/latent-vae.pt,"
+                   "8 channels=runs/latent-vae-c8/latent-vae-c8.pt",
+                   help="NAME=checkpoint,… for the autoencoder part (run paths that are not there are skipped)")
+    p.add_argument("--keep", default=None, help="a previous results file: parts not measured now are copied from it")
     p.add_argument("--out", default=None, help="also write the JSON here")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def load_nets(args, parts: set[str]) -> dict:
+    """The shipped networks, and the study's final networks where their runs are there."""
+    nets = {k: load_model(name)[0] for k, name in (("pixel", "mnist-ddpm"), ("cfg", "mnist-cfg"), ("vae", "latent-vae"),
+                                                   ("vae-beta1", "latent-vae-beta1"), ("ldm", "latent-ldm"),
+                                                   ("gan", "latent-gan"))}
+    if "compare" in parts:
+        pixel = run_points(Path(args.pixel_run), "mnist-ddpm-lsimple")[-1]
+        nets["pixel_study"] = snapshot_network(pixel["path"], "mnist-ddpm-lsimple")
+        nets["pixel_study_cpu"] = pixel["cpu_seconds"]
+        latent = run_points(Path(args.latent_run), "latent-ldm-lsimple")[-1]
+        over = latent_overhead(Path(args.latent_run), "latent-ldm-lsimple")
+        nets["latent_study"] = (snapshot_network(latent["path"], "latent-ldm-lsimple"),
+                                load_model(over["autoencoder"])[0])
+        nets["latent_study_cpu"] = latent["cpu_seconds"] + over["autoencoder_cpu_seconds"] + over["encode_cpu_seconds"]
+    return nets
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     parts = set(args.parts.split(","))
     torch.set_num_threads(args.threads)
-    models = {k: load_model(getattr(args, k.replace("-", "_")))[0]
-              for k in ("pixel", "classifier", "vae", "vae-beta1", "ldm", "gan")}
-    pixel, classifier, vae, vae1, ldm, gan = models.values()
-    schedule = make_schedule("linear", 1000)
-    test_x, test_y = load_mnist("test")
-    train_x, _ = load_mnist("train")
-    perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed + 1))
-    train_x = train_x[perm]
-    N, seed = args.n, lambda k: torch.Generator().manual_seed(args.seed + k)  # noqa: E731
-    res = {"benchmark": "latent", "n": N, "steps": args.steps, "device": "cpu", "threads": args.threads,
-           "machine": platform.machine(), "checkpoints": {k: getattr(args, k.replace("-", "_")) for k in models}}
-    judge = Judge(classifier, test_x, train_x, N)
-    res["floor"] = judge.floor
-    log(f"floor {judge.floor}")
+    old = json.loads(Path(args.keep).read_text()) if args.keep else {}
+    res = {"benchmark": "latent", "n": args.n, "steps": args.steps, "device": "cpu", "threads": args.threads,
+           "machine": platform.machine(), "command": "python benchmarks/latent.py " + " ".join(sys.argv[1:]),
+           **{k: old[k] for k in PARTS if k in old and k not in parts}}
+    nets, cache = load_nets(args, parts), {}
+    judge = Judge(load_model("mnist-classifier")[0], args.n, args.seed)
     if "speed" in parts:
-        res["speed"] = speed_part(pixel, ldm, vae, schedule, train_x, args)
-        log(f"speed {res['speed']}")
-    samples: dict[str, tuple[torch.Tensor, float, int]] = {}
-    if parts & {"quality", "compare"}:
-        with torch.no_grad():
-            samples["pixel"] = (*timed(lambda: ddim_sample(eps_fn(pixel, schedule), schedule, (N, 1, 28, 28),
-                                                           steps=args.steps, generator=seed(2))), args.steps)
-            samples["latent"] = (*timed(lambda: sample_latent_digits(ldm, vae, schedule, [""] * N, steps=args.steps,
-                                                                     generator=seed(3))), args.steps)
-            names = [NUMBER_WORDS[i % 10] for i in range(N)]
-            samples["latent_prompted"] = (*timed(lambda: sample_latent_digits(ldm, vae, schedule, names, w=1.0,
-                                                                              steps=args.steps, generator=seed(4))), args.steps)
-            samples["vae_beta1"] = (*timed(lambda: vae1.decode(torch.randn(N, vae1.latent_ch, 7, 7, generator=seed(5)))), 1)
-            samples["vae_small_beta"] = (*timed(lambda: vae.decode(torch.randn(N, vae.latent_ch, 7, 7, generator=seed(6)))), 1)
-            samples["gan"] = (*timed(lambda: gan.sample(N, seed(7))), 1)
-    if "quality" in parts:
-        res["quality"] = {}
-        for k in ("pixel", "latent", "latent_prompted"):
-            imgs, secs, nfe = samples[k]
-            res["quality"][k] = {"seconds": round(secs, 2), "nfe": nfe, **judge(imgs)}
-        acc = classifier_accuracy(samples["latent_prompted"][0], torch.arange(N) % 10, classifier)
-        res["quality"]["latent_prompted"]["accuracy"] = round(acc, 4)
-        res["quality"]["sampling_speedup"] = round(res["quality"]["pixel"]["seconds"] / res["quality"]["latent"]["seconds"], 2)
-        log(f"quality {res['quality']}")
+        res["speed"] = speed_part(nets["pixel"], nets["ldm"], nets["vae"], SCHEDULE, judge.train_x, args)
+        res["speed"]["real_runs"] = real_run_speed(args)
+    if "curve" in parts:
+        res["curve"] = curve_part(judge, args)
+    if "cfg" in parts:
+        res["cfg"] = cfg_part(judge, nets, args)
     if "autoencoder" in parts:
-        res["autoencoder"] = {}
-        for k, ae in (("latent-vae", vae), ("latent-vae-beta1", vae1)):
-            with torch.no_grad():
-                recon, mean, logvar = ae(test_x[:N])
-                _, rec, kl = vae_loss(ae, test_x[:N], 0.0, seed(8))
-                m, lv = ae.encode(train_x[:2000])
-                z = reparameterize(m, lv, torch.randn(m.shape, generator=seed(9)))
-            res["autoencoder"][k] = {"beta": ae.pretrained_info.get("settings", {}).get("beta"),
-                                     "recon_mse_per_pixel": round(float((recon - test_x[:N]).pow(2).mean()), 5),
-                                     "recon_sq_error_per_image": round(float(rec), 3), "kl_per_image_nats": round(float(kl), 2),
-                                     "recon_accuracy": round(classifier_accuracy(recon, test_y[:N], classifier), 4),
-                                     "latent_std": round(float(z.std()), 4), "scale_factor": round(latent_scale_factor(z), 5),
-                                     **{f"recon_{a}": b for a, b in judge(recon).items()}}
-        log(f"autoencoder {res['autoencoder']}")
+        aes = dict(kv.split("=", 1) for kv in args.autoencoders.split(","))
+        res["autoencoder"] = autoencoder_part(judge, {k: v for k, v in aes.items() if Path(v).exists() or "/" not in v},
+                                              args, cache)
     if "compare" in parts:
-        nll_x = test_x[:args.nll_n]
-        sig = {k: decoder_sigma(ae, train_x[:2000], seed(10)) for k, ae in (("vae_beta1", vae1), ("vae_small_beta", vae))}
-        nll = {k: float(vae_elbo_bpd(ae, nll_x, sig[k], seed(11)).mean()) for k, ae in (("vae_beta1", vae1), ("vae_small_beta", vae))}
-        t0 = time.perf_counter()
-        nll["pixel"] = float(ddpm_elbo_bpd(eps_fn(pixel, schedule), schedule, nll_x, timesteps=args.nll_k,
-                                           generator=seed(12)).mean())
-        log(f"NLL bounds {nll} (DDPM bound {time.perf_counter() - t0:.0f} s)")
-        labels = {"vae_beta1": "VAE (beta = 1), decode z ~ N(0, I)",
-                  "vae_small_beta": "the LDM's autoencoder (beta = 1e-3), decode z ~ N(0, I)",
-                  "gan": "GAN, one generator pass", "latent": "latent diffusion, DDIM-%d, empty prompt" % args.steps,
-                  "pixel": "pixel diffusion (mnist-ddpm), DDIM-%d" % args.steps}
-        res["compare"] = {"nll_n": args.nll_n, "nll_k": args.nll_k, "decoder_sigma": {k: round(v, 4) for k, v in sig.items()},
-                          "rows": []}
-        for k, label in labels.items():
-            imgs, secs, nfe = samples[k]
-            res["compare"]["rows"].append({"model": k, "label": label, "nfe": nfe + (1 if k == "latent" else 0),
-                                           "seconds": round(secs, 3), "nll_bpd": round(nll[k], 3) if k in nll else None,
-                                           **judge(imgs)})
-        log(f"compare {res['compare']}")
+        res["compare"] = compare_part(judge, nets, args, cache)
     if "prompts" in parts:
-        prompts = all_prompts()
-        per = max(1, N // len(prompts))
-        plist = [q for q in prompts for _ in range(per)]
-        allowed = [set(prompt_digits(q)) for q in plist]
-        res["prompts"] = {"n_per_prompt": per, "rows": []}
-        for w in (float(v) for v in args.guidance.split(",")):
-            imgs, secs = timed(lambda: sample_latent_digits(ldm, vae, schedule, plist, w=w, steps=args.steps,
-                                                            generator=seed(13)))
-            with torch.no_grad():
-                pred = classifier(imgs).argmax(1).tolist()
-            obey = sum(int(d in a) for d, a in zip(pred, allowed)) / len(plist)
-            res["prompts"]["rows"].append({"w": w, "obeys_prompt": round(obey, 4), "seconds": round(secs, 2),
-                                           "nfe": args.steps * (1 if w == 1.0 else 2), **judge(imgs)})
-            log(f"prompts w={w}: {res['prompts']['rows'][-1]}")
-    text = json.dumps(res, indent=1)
+        res["prompts"] = prompts_part(judge, nets, args)
+    text = json.dumps(res, indent=1, default=str)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

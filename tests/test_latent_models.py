@@ -5,8 +5,8 @@ import torch
 
 from diffcourse.latent import cross_attention, gaussian_kl
 from diffcourse.models import GAN, Autoencoder, LatentUNet, PromptEncoder
-from diffcourse.models.autoencoder import vae_loss
-from diffcourse.models.gan import gan_loss
+from diffcourse.models.autoencoder import sigma_vae_loss, vae_loss
+from diffcourse.models.gan import discriminator_loss, generator_loss
 from diffcourse.models.latent_unet import CrossAttentionBlock, prompt_eps_fn, sample_latent_digits
 from diffcourse.models.text import MAX_TOKENS, VOCAB, all_prompts, prompt_digits, tokenize
 from diffcourse.schedules import make_schedule
@@ -106,21 +106,78 @@ def test_latent_unet_prompts_and_guidance():
     assert imgs.shape == (2, 1, 28, 28) and torch.isfinite(imgs).all()
 
 
-def test_gan_loss_gives_each_player_its_own_gradient():
+def test_dense_autoencoder_and_sigma_vae_loss():
+    """The σ-VAE's loss is the negative ELBO with σ at its optimum, the root mean squared error of the batch."""
     torch.manual_seed(0)
-    gan = GAN(z_dim=8, ch=8)
+    ae = Autoencoder(ch=8, latent_dim=6)
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    mean, logvar = ae.encode(x)
+    assert mean.shape == (5, 6) and ae.latent_shape == (6,)
+    assert ae.decode(torch.randn(3, 6)).shape == (3, 1, 28, 28)
+    with pytest.raises(ValueError, match="6"):
+        ae.decode(torch.randn(3, 4, 7, 7))
+    loss, rec, kl, log_sigma = sigma_vae_loss(ae, x, torch.Generator().manual_seed(0))
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
+    err = (ae.decode(mean + (0.5 * logvar).exp() * eps) - x).pow(2)
+    sigma2 = err.mean()
+    assert torch.isclose(log_sigma.exp() ** 2, sigma2, rtol=1e-5)
+    nll = err.flatten(1).sum(1) / (2 * sigma2) + 784 * 0.5 * torch.log(2 * torch.pi * sigma2)
+    assert torch.isclose(loss, (nll + gaussian_kl(mean, logvar)).mean(), rtol=1e-5)
+    assert torch.isclose(rec, err.flatten(1).sum(1).mean(), rtol=1e-5) and kl > 0
+    # at σ* the negative ELBO is lower than with any other fixed σ
+    for s in (0.5 * sigma2.sqrt(), 2 * sigma2.sqrt()):
+        other = err.flatten(1).sum(1) / (2 * s ** 2) + 784 * torch.log(s * (2 * torch.pi) ** 0.5)
+        assert (other + gaussian_kl(mean, logvar)).mean() > loss
+
+
+def test_gan_players_get_their_own_losses():
+    torch.manual_seed(0)
+    gan = GAN(z_dim=8, ch=8, discriminator=True)
     real = torch.rand(4, 1, 28, 28) * 2 - 1
-    gan_loss(gan, real, torch.Generator().manual_seed(0)).backward()
-    grads_d = [p.grad.clone() for p in gan.discriminator.parameters()]
-    gan.zero_grad()
-    # the discriminator's gradient must be that of L_D alone
-    u = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
-    fake = gan.generator(u).detach()
-    ld = torch.nn.functional.softplus(-gan.discriminator(real)).mean() + torch.nn.functional.softplus(gan.discriminator(fake)).mean()
-    ld.backward()
-    for a, p in zip(grads_d, gan.discriminator.parameters()):
-        assert torch.allclose(a, p.grad, atol=1e-6)
+    fake = gan.generator(torch.randn(4, 8))
+    discriminator_loss(gan, real, fake).backward()
+    assert all(p.grad is None for p in gan.generator.parameters()), "L_D must not reach the generator"
+    assert all(p.grad is not None for p in gan.discriminator.parameters())
+    gan.zero_grad(set_to_none=True)
+    fake = gan.generator(torch.randn(4, 8))
+    generator_loss(gan, fake).backward()
+    d = gan.discriminator(fake.detach())
+    assert torch.isclose(generator_loss(gan, fake), torch.nn.functional.softplus(-d).mean())
+    assert all(p.grad is not None for p in gan.generator.parameters())
     assert gan.sample(5, torch.Generator().manual_seed(1)).shape == (5, 1, 28, 28)
+    shipped = GAN(z_dim=8, ch=8, discriminator=False)
+    assert shipped.discriminator is None and shipped.sample(2).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="discriminator=False"):
+        discriminator_loss(shipped, real, fake)
+
+
+def test_train_gan_alternates_two_adam_players_and_resumes_exactly(tmp_path):
+    """Two optimisers with DCGAN's betas, no clipping; an interrupted run ends with the weights of an uninterrupted one;
+    the sampling generator's batch-norm statistics are measured on its own (averaged) weights."""
+    from diffcourse.adversarial import recalibrate_batchnorm, sampling_generator, train_gan
+
+    data = torch.rand(64, 1, 28, 28) * 2 - 1
+    batches = lambda g: data[torch.randint(0, 64, (8,), generator=g)]  # noqa: E731
+
+    def fresh():
+        torch.manual_seed(0)
+        return GAN(z_dim=8, ch=8, discriminator=True)
+    full = train_gan(fresh(), batches, 6, progress=False)
+    assert full.opt_g.defaults["betas"] == (0.5, 0.999) and full.opt_d.defaults["betas"] == (0.5, 0.999)
+    assert {id(p) for g in full.opt_g.param_groups for p in g["params"]} == {id(p) for p in full.gan.generator.parameters()}
+    assert len(full.losses) == 6 and full.cpu_seconds > 0
+    train_gan(fresh(), batches, 3, checkpoint=tmp_path / "train.pt", progress=False)
+    resumed = train_gan(fresh(), batches, 6, checkpoint=tmp_path / "train.pt", resume=True, progress=False,
+                        snapshot_steps=(5,))
+    for a, b in zip(full.gan.state_dict().values(), resumed.gan.state_dict().values()):
+        assert torch.equal(a, b)
+    assert (tmp_path / "snapshots" / "step000005.pt").exists()
+    gen = sampling_generator(resumed.ema)
+    bn = [m for m in gen.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    live = [m for m in resumed.ema.model.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    assert gen.discriminator is None and not gen.training and not torch.allclose(bn.running_mean, live.running_mean)
+    again = recalibrate_batchnorm(sampling_generator(resumed.ema))
+    assert torch.allclose(again.generator[2].running_var, gen.generator[2].running_var)
 
 
 @pytest.fixture
@@ -133,7 +190,7 @@ def few_digits(monkeypatch):
     monkeypatch.setattr(recipes, "load_mnist", lambda split="train": (x[:600], y[:600]))
 
 
-@pytest.mark.parametrize("name", ["latent-vae", "latent-gan"])
+@pytest.mark.parametrize("name", ["latent-vae", "latent-vae-beta1", "latent-gan"])
 def test_recipe_smoke_and_checkpoint_round_trip(name, tmp_path, few_digits):
     from diffcourse.pretrained import load_model
     from diffcourse.recipes.mnist import train_recipe
@@ -158,6 +215,41 @@ def test_latent_diffusion_recipe_smoke(tmp_path, few_digits):
     model, meta = load_model(str(path))
     assert isinstance(model, LatentUNet) and len(result.losses) == 5
     assert model.scale_factor == meta["settings"]["scale_factor"] > 0 and model.scale_factor != 1.0
+
+
+def test_matched_compute_recipe_charges_its_autoencoder(tmp_path, few_digits):
+    """latent-ldm-lsimple trains on the autoencoder trained beside it (its CPU seconds recorded), always with the
+    empty prompt and plain L_simple, and saves EMA snapshots along the way."""
+    import dataclasses
+
+    import diffcourse.recipes.latent as recipes
+    from diffcourse.pretrained import load_model
+
+    torch.set_num_threads(1)
+    with pytest.raises(ValueError, match="latent-vae --out"):
+        recipes.train_latent_recipe("latent-ldm-lsimple", tmp_path / "latent-ldm-lsimple", steps=2, progress=False)
+    recipes.train_latent_recipe("latent-vae", tmp_path / "latent-vae", steps=3, progress=False)
+    recipe = recipes.LATENT_RECIPES["latent-ldm-lsimple"]
+    assert recipe.p_uncond == 1.0 and recipe.min_snr_gamma is None and recipe.batch_size == 128
+    short = dataclasses.replace(recipe, snapshot_every=2)
+    seen = []
+    orig = recipes.diffusion_loss
+
+    def spy(m, schedule, z0, g, y=None, min_snr_gamma=None):
+        seen.append(y)
+        return orig(m, schedule, z0, g, y=y, min_snr_gamma=min_snr_gamma)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(recipes.LATENT_RECIPES, "latent-ldm-lsimple", short)
+        mp.setattr(recipes, "diffusion_loss", spy)
+        _, path = recipes.train_latent_recipe("latent-ldm-lsimple", tmp_path / "latent-ldm-lsimple", steps=4,
+                                              progress=False)
+    assert seen == [None] * 4, "every batch must be unconditional (the empty prompt)"
+    _, meta = load_model(str(path))
+    ae_cpu = torch.load(tmp_path / "latent-vae" / "train.pt", weights_only=True)["cpu_seconds"]
+    assert meta["settings"]["autoencoder_cpu_seconds"] == round(ae_cpu, 1) and meta["settings"]["encode_cpu_seconds"] >= 0
+    assert meta["cpu_seconds"] > 0 and meta["settings"]["autoencoder"].endswith("latent-vae.pt")
+    snaps = sorted((tmp_path / "latent-ldm-lsimple" / "snapshots").glob("*.pt"))
+    assert [p.name for p in snaps] == ["step000002.pt", "step000004.pt"]
 
 
 def test_prompt_batches_follow_the_prompts():

@@ -6,6 +6,9 @@ Here f = 4: 28×28 pixels become a 7×7 grid of ``latent_ch`` = 4 numbers (196 n
     x 1×28×28 ─conv─ 28×28 ─stride 2─ 14×14 ─stride 2─ 7×7 ─1×1 conv─▶ mean, log-variance (2 × 4×7×7)
     z 4×7×7  ─conv─ 7×7 ─nearest ×2, conv─ 14×14 ─nearest ×2, conv─ 28×28 ─conv, tanh─▶ x̂ 1×28×28
 
+With ``latent_dim = d`` the 7×7 grid is flattened into a *dense* latent of d numbers instead (a linear layer each
+way): the classic VAE, whose prior :math:`\mathcal N(0, I_d)` is sampled directly (chapter 8's σ-VAE baseline).
+
 The encoder gives a *distribution* :math:`q(z\mid x) = \mathcal N(\mu(x), \mathrm{diag}\,\sigma^2(x))`, a sample is
 drawn with the reparameterisation :math:`z = \mu + \sigma\odot\varepsilon` (`diffcourse.latent.reparameterize`),
 and the decoder maps it back (tanh keeps pixels in [-1, 1]). `vae_loss` is the training objective.
@@ -23,7 +26,7 @@ from torch.nn import functional as F
 from ..latent import gaussian_kl, reparameterize
 from ..metrics import _discretised_gaussian_log_likelihood
 
-__all__ = ["Autoencoder", "vae_loss", "decoder_sigma", "vae_elbo_bpd"]
+__all__ = ["Autoencoder", "vae_loss", "sigma_vae_loss", "decoder_sigma", "vae_elbo_bpd"]
 
 
 class _Block(nn.Module):
@@ -54,26 +57,31 @@ class _Up(nn.Module):
 class Autoencoder(nn.Module):
     r"""Encoder :math:`x \mapsto (\mu, \log\sigma^2)` and decoder :math:`z \mapsto \hat x` for 1×28×28 digits in [-1, 1].
 
-    ``latent_ch`` channels at 7×7; ``ch`` base channels (``2·ch`` at 14×14 and 7×7). ``config`` rebuilds it.
+    ``latent_ch`` channels at 7×7 (or, with ``latent_dim``, a dense latent of that many numbers); ``ch`` base
+    channels (``2·ch`` at 14×14 and 7×7). ``config`` rebuilds it; ``latent_shape`` is one latent's shape.
     """
 
-    def __init__(self, latent_ch: int = 4, ch: int = 32) -> None:
+    def __init__(self, latent_ch: int = 4, ch: int = 32, latent_dim: int | None = None) -> None:
         super().__init__()
-        self.config: dict[str, Any] = dict(latent_ch=latent_ch, ch=ch)
-        self.latent_ch = latent_ch
+        self.config: dict[str, Any] = dict(latent_ch=latent_ch, ch=ch, latent_dim=latent_dim)
+        self.latent_ch, self.latent_dim = latent_ch, latent_dim
+        self.latent_shape: tuple[int, ...] = (latent_dim,) if latent_dim else (latent_ch, 7, 7)
+        grid = 2 * ch * 7 * 7
         self.encoder = nn.Sequential(
             nn.Conv2d(1, ch, 3, padding=1), _Block(ch, ch),                              # 28×28
             nn.Conv2d(ch, 2 * ch, 3, stride=2, padding=1), _Block(2 * ch, 2 * ch),       # 14×14
             nn.Conv2d(2 * ch, 2 * ch, 3, stride=2, padding=1), _Block(2 * ch, 2 * ch),   # 7×7
-            nn.Conv2d(2 * ch, 2 * latent_ch, 1))                                          # mean and log-variance
+            nn.Sequential(nn.Flatten(), nn.Linear(grid, 2 * latent_dim)) if latent_dim   # mean and log-variance
+            else nn.Conv2d(2 * ch, 2 * latent_ch, 1))
         self.decoder = nn.Sequential(
-            nn.Conv2d(latent_ch, 2 * ch, 3, padding=1), _Block(2 * ch, 2 * ch),          # 7×7
+            nn.Sequential(nn.Linear(latent_dim, grid), nn.Unflatten(1, (2 * ch, 7, 7))) if latent_dim
+            else nn.Conv2d(latent_ch, 2 * ch, 3, padding=1), _Block(2 * ch, 2 * ch),     # 7×7
             _Up(2 * ch, 2 * ch), _Block(2 * ch, 2 * ch),                                 # 14×14
             _Up(2 * ch, ch), _Block(ch, ch),                                              # 28×28
             nn.Conv2d(ch, 1, 3, padding=1))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r"""The posterior's mean :math:`\mu` and log-variance :math:`\log\sigma^2`, each ``(B, latent_ch, 7, 7)``."""
+        r"""The posterior's mean :math:`\mu` and log-variance :math:`\log\sigma^2`, each ``(B, *latent_shape)``."""
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
             raise ValueError(f"Expected digits of shape (B, 1, 28, 28) in [-1, 1], got {tuple(x.shape)}.")
         mean, logvar = self.encoder(x).chunk(2, dim=1)
@@ -81,8 +89,9 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         r"""The reconstruction :math:`\hat x = \tanh(\mathrm{dec}(z))` in [-1, 1], ``(B, 1, 28, 28)``."""
-        if z.ndim != 4 or z.shape[1] != self.latent_ch:
-            raise ValueError(f"Expected latents of shape (B, {self.latent_ch}, 7, 7), got {tuple(z.shape)}.")
+        if tuple(z.shape[1:]) != self.latent_shape:
+            shape = ", ".join(map(str, self.latent_shape))
+            raise ValueError(f"Expected latents of shape (B, {shape}), got {tuple(z.shape)}.")
         return torch.tanh(self.decoder(z))
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,6 +119,27 @@ def vae_loss(model: Autoencoder, x: torch.Tensor, beta: float, generator: torch.
     rec = (recon.float() - x.float()).pow(2).flatten(1).sum(1).mean()
     kl = gaussian_kl(mean.float(), logvar.float()).mean()
     return rec + beta * kl, rec.detach(), kl.detach()
+
+
+def sigma_vae_loss(model: Autoencoder, x: torch.Tensor, generator: torch.Generator | None = None,
+                   min_log_sigma: float = -6.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The σ-VAE objective (Rybkin et al. 2021): the negative ELBO with a *calibrated* Gaussian decoder
+    :math:`p(x\mid z) = \mathcal N(\mathrm{dec}(z), \sigma^2 I)`, σ set to its optimum on the batch; returns
+    ``(loss, reconstruction, kl, log_sigma)``, averaged over images.
+
+    For D pixels with squared errors :math:`e_i`, :math:`-\log p(x\mid z) = \frac1{2\sigma^2}\sum_i e_i + D\log\sigma
+    + \frac D2\log 2\pi`, minimised by :math:`\sigma^{*2} = \frac1D\sum_i e_i` (the mean squared error, here over the
+    batch). With a fixed σ the KL's weight relative to the reconstruction is arbitrary — a blur knob (β-VAE);
+    with σ* it is the true ELBO's. ``log σ`` is kept above ``min_log_sigma`` (σ ≥ 0.0025 in [-1, 1] units).
+    """
+    mean, logvar = model.encode(x)
+    eps = torch.randn(mean.shape, generator=generator).to(mean.device)
+    sq = (model.decode(reparameterize(mean, logvar, eps)).float() - x.float()).pow(2).flatten(1)
+    log_sigma = (0.5 * sq.mean().log()).clamp(min=min_log_sigma)
+    d = sq.shape[1]
+    nll = sq.sum(1) / (2 * torch.exp(2 * log_sigma)) + d * (log_sigma + 0.5 * math.log(2 * math.pi))
+    kl = gaussian_kl(mean.float(), logvar.float())
+    return (nll + kl).mean(), sq.sum(1).mean().detach(), kl.mean().detach(), log_sigma.detach()
 
 
 @torch.no_grad()
