@@ -12,7 +12,7 @@ import torch
 
 __all__ = ["sliced_wasserstein", "sw_floor_ratio", "frechet_distance", "feature_stats", "classifier_features", "fid",
            "classifier_accuracy", "confident_share", "within_class_spread", "inception_score", "precision_recall",
-           "mmd_rbf", "kid", "nearest_neighbour_distances", "gaussian_nll_2d", "NoisyLDA", "lda_on_noisy",
+           "real_ball_hits", "density_coverage", "mmd_rbf", "kid", "nearest_neighbour_distances", "nearest_neighbour_ratio", "gaussian_nll_2d", "NoisyLDA", "lda_on_noisy",
            "NoisyKernelBayes", "kernel_bayes_on_noisy", "ddpm_elbo_bpd"]
 
 
@@ -229,6 +229,35 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     return float(precision), float(recall)
 
 
+def real_ball_hits(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> torch.Tensor:
+    r"""For each real point :math:`x_i`, how many fake points lie in its ball :math:`B\big(x_i, r_k(x_i)\big)`,
+    where :math:`r_k(x_i)` is the distance to its k-th nearest real neighbour. Shape ``(len(real),)``.
+
+    Precision asks only whether a fake point is in *some* ball; these counts show *which* balls catch the fake
+    points. A real outlier has a large :math:`r_k` and so a large ball, which can catch many unrealistic samples.
+    """
+    r, f = torch.as_tensor(real, dtype=torch.float64), torch.as_tensor(fake, dtype=torch.float64)
+    if len(r) <= k:
+        raise ValueError(f"real_ball_hits needs more than k={k} real points, got {len(r)}.")
+    return (torch.cdist(f, r) <= _kth_nn_radius(r, k)[None, :]).sum(dim=0)
+
+
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> tuple[float, float]:
+    r"""Density and coverage (Naeem et al. 2020) of feature sets ``real`` (N points) and ``fake`` (M points):
+
+    .. math::
+
+        \text{density} = \frac{1}{kM}\sum_{j=1}^{M}\sum_{i=1}^{N} \mathbb 1\big[y_j\in B(x_i, r_k(x_i))\big],\qquad
+        \text{coverage} = \frac{1}{N}\sum_{i=1}^{N} \mathbb 1\big[\exists\, j:\ y_j\in B(x_i, r_k(x_i))\big].
+
+    Density counts *how many* real balls hold each sample (its expectation is 1 when fake and real follow the
+    same distribution), so one inflated ball around a real outlier adds little; coverage asks which real points
+    have a sample nearby, using only the real balls, so fake outliers cannot inflate it. Naeem et al. use k = 5.
+    """
+    hits = real_ball_hits(real, fake, k)
+    return float(hits.sum().double() / (k * len(fake))), float((hits > 0).double().mean())
+
+
 def mmd_rbf(x: torch.Tensor, y: torch.Tensor, bandwidth: float | None = None) -> float:
     r"""Unbiased squared maximum mean discrepancy with the RBF kernel :math:`k(a,b)=\exp(-\|a-b\|^2/2h^2)`:
 
@@ -283,6 +312,26 @@ def nearest_neighbour_distances(samples: torch.Tensor, train: torch.Tensor, batc
     s = torch.as_tensor(samples, dtype=torch.float32).flatten(1)
     t = torch.as_tensor(train, dtype=torch.float32).flatten(1)
     return torch.cat([torch.cdist(s[i:i + batch_size], t).min(dim=1).values for i in range(0, len(s), batch_size)])
+
+
+def nearest_neighbour_ratio(samples: torch.Tensor, train: torch.Tensor, n_neighbours: int = 50, alpha: float = 0.5,
+                            batch_size: int = 500) -> torch.Tensor:
+    r"""Carlini et al. (2023)'s normalised nearest-neighbour distance of each sample :math:`\hat x` to the training set:
+
+    .. math:: \ell(\hat x) = \frac{\|\hat x - x_{(1)}\|_2}{\alpha\cdot\frac1n\sum_{j=1}^{n}\|\hat x - x_{(j)}\|_2},
+
+    where :math:`x_{(1)}, \dots, x_{(n)}` are its ``n_neighbours`` nearest training examples (n = 50, α = 0.5 in
+    the paper). A copy of a training example has a near-zero numerator and an ordinary denominator; a sample in a
+    dense region, close to many training examples at once, is not flagged just for being close (a ratio of 2 means
+    the nearest is no nearer than the average of the 50 nearest).
+    """
+    s = torch.as_tensor(samples, dtype=torch.float32).flatten(1)
+    t = torch.as_tensor(train, dtype=torch.float32).flatten(1)
+    if n_neighbours > len(t):
+        raise ValueError(f"n_neighbours={n_neighbours} exceeds the {len(t)} training examples: lower it.")
+    near = torch.cat([torch.cdist(s[i:i + batch_size], t).topk(n_neighbours, dim=1, largest=False).values
+                      for i in range(0, len(s), batch_size)])  # (N, n), sorted ascending
+    return near[:, 0] / (alpha * near.mean(dim=1))
 
 
 def gaussian_nll_2d(samples: torch.Tensor, dataset: str = "8gaussians") -> float:

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffcourse.metrics import (frechet_distance, gaussian_nll_2d, inception_score, mmd_rbf,
-                                nearest_neighbour_distances, precision_recall, sliced_wasserstein, sw_floor_ratio)
+from diffcourse.metrics import (density_coverage, frechet_distance, gaussian_nll_2d, inception_score, mmd_rbf,
+                                nearest_neighbour_distances, nearest_neighbour_ratio, precision_recall, real_ball_hits, sliced_wasserstein,
+                                sw_floor_ratio)
 
 
 def test_frechet_distance_non_commuting_pair_closed_form():
@@ -61,6 +62,32 @@ def test_precision_recall_on_constructed_sets():
     assert p > 0.95 and r < 0.1
 
 
+def test_density_and_coverage_by_hand():
+    """Real points 0, 1, 2, 3, 10 on a line, k = 1: radii 1, 1, 1, 1, 7 (the outlier's ball reaches 3)."""
+    real = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]], dtype=torch.float64)
+    fake = torch.tensor([[0.5], [6.0], [7.0], [8.0]], dtype=torch.float64)
+    assert real_ball_hits(real, fake, k=1).tolist() == [1, 1, 0, 0, 3]  # 0.5 lies in the balls of 0 and 1
+    density, coverage = density_coverage(real, fake, k=1)
+    assert density == pytest.approx(5 / (1 * 4)) and coverage == pytest.approx(3 / 5)
+    assert precision_recall(real, fake, k=1)[0] == 1.0  # every fake point lies in some real ball
+
+
+def test_density_and_coverage_of_equal_distributions_and_an_outlier_ball():
+    """Same distribution: density near 1 and coverage near 1 - 2^-k (Naeem et al.: a real ball holds no fake point
+    with probability (N-1)...(N-k) / ((M+N-1)...(M+N-k)), about 2^-k for M = N); a real outlier's big ball lifts
+    precision to 1 but density only to 1/k."""
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(3000, 4, generator=g), torch.randn(3000, 4, generator=g)
+    density, coverage = density_coverage(real, fake, k=5)
+    assert density == pytest.approx(1.0, abs=0.05) and coverage == pytest.approx(1 - 2 ** -5, abs=0.02)
+    cluster = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    real = torch.cat([cluster, torch.tensor([[20.0, 0.0]], dtype=torch.float64)])  # one outlier: its ball reaches ~18
+    fake = torch.tensor([15.0, 0.0], dtype=torch.float64) + torch.randn(200, 2, generator=g, dtype=torch.float64)
+    assert precision_recall(real, fake, k=5)[0] == 1.0  # every off-manifold sample lies in the outlier's ball
+    density, coverage = density_coverage(real, fake, k=5)
+    assert density == pytest.approx(1 / 5) and coverage == pytest.approx(1 / 301)  # one ball of weight 1/k each
+
+
 def test_mmd_properties():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(300, 2, generator=g), torch.randn(300, 2, generator=g)
@@ -77,6 +104,17 @@ def test_memorisation_is_caught_by_nearest_neighbours():
     fresh = torch.rand(50, 1, 8, 8, generator=g)
     assert nearest_neighbour_distances(copies, train).max() < 0.01  # exact copies (up to float rounding)
     assert nearest_neighbour_distances(fresh, train).min() > 0.5
+
+
+def test_nearest_neighbour_ratio_by_hand_and_for_copies():
+    """1D training set 0, 1, ..., 9; a sample at 2.5 with n = 4 nearest (2, 3, 1, 4 at 0.5, 0.5, 1.5, 1.5):
+    0.5 / (0.5 * 1.0) = 1. A copy scores 0; alpha scales the ratio."""
+    train = torch.arange(10.0)[:, None]
+    ratio = nearest_neighbour_ratio(torch.tensor([[2.5], [7.0]]), train, n_neighbours=4)
+    assert ratio[0].item() == pytest.approx(1.0) and ratio[1].item() == 0.0
+    assert nearest_neighbour_ratio(torch.tensor([[2.5]]), train, n_neighbours=4, alpha=1.0).item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="lower it"):
+        nearest_neighbour_ratio(torch.tensor([[2.5]]), train, n_neighbours=11)
 
 
 def test_gaussian_nll_2d():
