@@ -22,6 +22,8 @@ same N, same label mix), and every comparison as a `Difference` with its bootstr
   the shipped long-trained ``mnist-ddpm``), and real digits: FID, precision, recall, density, coverage, class
   entropy and histogram, within-class spread relative to real digits, confident share, NLL bound in bits/dim
   where one is defined, NFE, sampling seconds, training CPU seconds.
+* ``trajectories`` — the baselines along their training (their snapshots): the σ-VAE's bound on held-out test
+  digits (has it converged?) and the GAN's FID and confident share at N (is its training stable, is it done?).
 * ``prompts`` — ``latent-ldm`` over all 50 prompts at each w in ``--guidance``, ``--per-prompt`` samples each: the
   share obeying its prompt per kind of prompt (digit names, odd/even, greater/less than), with its chance rate.
 
@@ -60,7 +62,7 @@ from diffcourse.samplers import ddim_sample
 from diffcourse.samplers.guidance import cfg_eps_fn
 from diffcourse.schedules import make_schedule
 
-PARTS = ("speed", "curve", "cfg", "autoencoder", "compare", "prompts")
+PARTS = ("speed", "curve", "cfg", "autoencoder", "compare", "trajectories", "prompts")
 SCHEDULE = make_schedule("linear", 1000)
 
 
@@ -422,7 +424,8 @@ def compare_samplers(nets: dict, args) -> dict[str, tuple[str, Callable[[], torc
 
 def cpu_of(model: torch.nn.Module) -> float | None:
     """Training CPU seconds recorded in a shipped network's export (None for networks exported before they were)."""
-    return getattr(model, "pretrained_info", {}).get("cpu_seconds")
+    info = getattr(model, "pretrained_info", {})
+    return info.get("cpu_time_s", info.get("cpu_seconds"))  # manifest entry, or the metadata of an exported file
 
 
 def nll_bounds(nets: dict, judge: Judge, args) -> dict:
@@ -486,6 +489,27 @@ def compare_part(judge: Judge, nets: dict, args, cache: dict) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------ trajectories
+def trajectories_part(judge: Judge, args) -> dict:
+    """The σ-VAE's held-out bound and the GAN's FID at every snapshot of their runs, against CPU seconds."""
+    x = judge.test_x[torch.randperm(len(judge.test_x), generator=gen(args.seed + 11))[:args.nll_n]]
+    out = {"nll_n": args.nll_n, "n": args.n, "vae": [], "gan": []}
+    for pt in run_points(Path(args.vae_run), "latent-vae-beta1"):
+        vae = snapshot_network(pt["path"], "latent-vae-beta1")
+        sigma = decoder_sigma(vae, judge.train_x[:5000], gen(args.seed + 10))
+        bpd = float(vae_elbo_bpd(vae, x, sigma, gen(args.seed + 12)).mean())
+        out["vae"].append({"step": pt["step"], "cpu_seconds": round(pt["cpu_seconds"], 1), "nll_bpd": round(bpd, 4),
+                           "decoder_sigma": round(sigma, 4)})
+        log(f"trajectory vae {out['vae'][-1]}")
+    for pt in run_points(Path(args.gan_run), "latent-gan"):
+        gan = snapshot_network(pt["path"], "latent-gan")
+        score, _ = judge.score(gan.sample(args.n, gen(args.seed + 7)))
+        out["gan"].append({"step": pt["step"], "cpu_seconds": round(pt["cpu_seconds"], 1), **score})
+        log(f"trajectory gan {out['gan'][-1]}")
+    out["floor"] = judge.floor()
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ prompts
 def prompt_kind(prompt: str) -> str:
     """"digit" (names one digit), "parity" (odd / even) or "threshold" (greater / less than N)."""
@@ -544,6 +568,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--parts", default=",".join(PARTS), help=f"subset of {PARTS}")
     p.add_argument("--pixel-run", default="runs/mnist-ddpm-lsimple", help="the pixel study's run folder")
     p.add_argument("--latent-run", default="runs/latent-ldm-lsimple", help="the latent study's run folder")
+    p.add_argument("--vae-run", default="runs/latent-vae-beta1", help="the σ-VAE's run folder (trajectories)")
+    p.add_argument("--gan-run", default="runs/latent-gan", help="the GAN's run folder (trajectories)")
     p.add_argument("--autoencoders", default="latent-vae=latent-vae,study=runs/latent-vae/latent-vae.pt,"
                    "8 channels=runs/latent-vae-c8/latent-vae-c8.pt",
                    help="NAME=checkpoint,… for the autoencoder part (run paths that are not there are skipped)")
@@ -576,8 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(Path(args.keep).read_text()) if args.keep else {}
     res = {"benchmark": "latent", "n": args.n, "steps": args.steps, "device": "cpu", "threads": args.threads,
            "machine": platform.machine(), "command": "python benchmarks/latent.py " + " ".join(sys.argv[1:]),
-           **{k: old[k] for k in PARTS if k in old and k not in parts}}
+           **{k: old[k] for k in (*PARTS, "checkpoints") if k in old and k not in parts}}
     nets, cache = load_nets(args, parts), {}
+    res.setdefault("checkpoints", {})
+    res["checkpoints"].update({k: {"name": m.pretrained_info.get("recipe"), "sha256": m.pretrained_info.get("sha256")}
+                               for k, m in nets.items() if hasattr(m, "pretrained_info")})
     judge = Judge(load_model("mnist-classifier")[0], args.n, args.seed)
     if "speed" in parts:
         res["speed"] = speed_part(nets["pixel"], nets["ldm"], nets["vae"], SCHEDULE, judge.train_x, args)
@@ -592,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
                                               args, cache)
     if "compare" in parts:
         res["compare"] = compare_part(judge, nets, args, cache)
+    if "trajectories" in parts:
+        res["trajectories"] = trajectories_part(judge, args)
     if "prompts" in parts:
         res["prompts"] = prompts_part(judge, nets, args)
     text = json.dumps(res, indent=1, default=str)

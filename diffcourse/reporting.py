@@ -22,7 +22,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["rst_to_markdown", "docstring_markdown", "source_markdown", "show_source", "show_docstring",
            "RESULTS_DIR", "load_results", "markdown_table", "sampler_rows", "ddim_steps_table", "plot_quality_vs_nfe",
-           "cfg_sweep", "cfg_table", "plot_cfg_tradeoff", "floor_stats", "latent_speed_table", "latent_compare_table"]
+           "cfg_sweep", "cfg_table", "plot_cfg_tradeoff", "floor_stats", "latent_speed_table", "latent_compare_table",
+           "latent_runs_table", "plot_latent_curve", "latent_cfg_table", "latent_autoencoder_table", "latent_baselines_table",
+           "latent_prompts_table"]
 
 # --------------------------------------------------------------------------------------------- docstrings
 _ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|obj|ref|exc|const|term)`~?([^`]+)`")
@@ -117,44 +119,58 @@ def rst_to_markdown(text: str) -> str:
     out: list[str] = []
     i = 0
     while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        base = _indent_of(line)
-        if stripped.startswith(".. math::"):
-            first = stripped[len(".. math::"):].strip()
-            block, i = _take_block(lines, i + 1, base)
-            body = ([first] if first else []) + block
-            paragraphs = [p.strip() for p in "\n".join(body).split("\n\n") if p.strip()]
-            for p in paragraphs:
-                out += ["", "$$", p, "$$", ""]
-            continue
-        if stripped.startswith(">>>"):
-            j = i
-            while j < len(lines) and lines[j].strip():
-                j += 1
-            out += ["```python"] + [ln[base:] for ln in lines[i:j]] + ["```"]
-            i = j
-            continue
-        if _TABLE_BORDER.match(line):
-            j = i
-            while j < len(lines) and lines[j].strip():
-                j += 1
-            out += ["", *_simple_table(lines[i:j]), ""]
-            i = j
-            continue
-        if stripped.endswith("::") and not stripped.startswith(".."):
-            block, j = _take_block(lines, i + 1, base)
-            if block and any(b.strip() for b in block):
-                lead = line.rstrip()[:-2].rstrip()
-                if lead.strip():
-                    out.append(_inline(lead) + ":")
-                out += ["", "```text"] + block + ["```", ""]
-                i = j
-                continue
-        out.append(_inline(line))
-        i += 1
+        converted, i = _convert_block(lines, i)
+        out += converted
     md = _MATH.sub(lambda m: f"${' '.join(m.group(1).split())}$", "\n".join(out))  # roles broken across lines
     return re.sub(r"\n{3,}", "\n\n", md).strip()
+
+
+def _paragraph_end(lines: list[str], i: int) -> int:
+    """The index of the first blank line at or after ``i`` (or the end)."""
+    while i < len(lines) and lines[i].strip():
+        i += 1
+    return i
+
+
+def _math_display(lines: list[str], i: int, base: int) -> tuple[list[str], int]:
+    """A ``.. math::`` directive at line ``i`` (its own line may hold the formula): one ``$$`` display per paragraph."""
+    first = lines[i].strip()[len(".. math::"):].strip()
+    block, j = _take_block(lines, i + 1, base)
+    body = ([first] if first else []) + block
+    out: list[str] = []
+    for p in (p.strip() for p in "\n".join(body).split("\n\n")):
+        if p:
+            out += ["", "$$", p, "$$", ""]
+    return out, j
+
+
+def _literal_block(lines: list[str], i: int, base: int) -> tuple[list[str], int] | None:
+    """A paragraph ending in ``::`` at line ``i`` followed by an indented block: the lead-in, then the block fenced as
+    text; ``None`` if no indented block follows."""
+    block, j = _take_block(lines, i + 1, base)
+    if not (block and any(b.strip() for b in block)):
+        return None
+    lead = lines[i].rstrip()[:-2].rstrip()
+    return ([_inline(lead) + ":"] if lead.strip() else []) + ["", "```text"] + block + ["```", ""], j
+
+
+def _convert_block(lines: list[str], i: int) -> tuple[list[str], int]:
+    """The Markdown for what starts at line ``i`` — a maths display, a ``>>>`` example, a simple table, a literal
+    block or one ordinary line — and the index of the line after it."""
+    line, stripped, base = lines[i], lines[i].strip(), _indent_of(lines[i])
+    if stripped.startswith(".. math::"):
+        return _math_display(lines, i, base)
+    if stripped.startswith(">>>"):
+        j = _paragraph_end(lines, i)
+        return ["```python"] + [ln[base:] for ln in lines[i:j]] + ["```"], j
+    if _TABLE_BORDER.match(line):
+        j = _paragraph_end(lines, i)
+        return ["", *_simple_table(lines[i:j]), ""], j
+    if stripped.endswith("::") and not stripped.startswith(".."):
+        literal = _literal_block(lines, i, base)
+        if literal is not None:
+            return literal
+    return [_inline(line)], i + 1
 
 
 def docstring_markdown(obj: Any) -> str:
@@ -460,3 +476,118 @@ def latent_compare_table(bench: Mapping | None) -> str:
                  f"{fl['confident']:.3f}", "", "", ""])
     return markdown_table(["model", "FID", "precision", "recall", "confident", "NLL (bits/dim)", "NFE",
                            f"seconds for {bench['n']}"], rows)
+
+
+def _cpu(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def latent_runs_table(bench: Mapping | None) -> str:
+    """Chapter 8's matched-compute study: what each run spent (CPU seconds, 1 thread) and how many images it saw
+    (``speed`` → ``real_runs`` and ``curve`` parts of ``benchmarks/results/latent.json``)."""
+    if not bench or "real_runs" not in bench.get("speed", {}):
+        return "(benchmarks/results/latent.json has no matched-compute study: run `python benchmarks/latent.py`)"
+    rr, sp = bench["speed"]["real_runs"], bench["speed"]
+    rows = []
+    for key, name in (("pixel", "pixel U-Net (mnist-ddpm-lsimple), 1×28×28"),
+                      ("latent", "latent U-Net (latent-ldm-lsimple), 4×7×7")):
+        r = rr[key]
+        rows.append([name, f"{sp[key]['parameters']:,}", f"{r['steps']:,}", f"{r['images']:,}",
+                     _cpu(r.get("autoencoder_cpu_seconds")), _cpu(r.get("encode_cpu_seconds")), _cpu(r["loop_cpu_seconds"]),
+                     _cpu(r.get("total_cpu_seconds", r["loop_cpu_seconds"])), f"{r['images_per_cpu_second']:.0f}"])
+    return markdown_table(["run", "parameters", "steps (batch 128)", "images seen", "autoencoder CPU s",
+                           "encoding CPU s", "diffusion CPU s", "total CPU s", "images per diffusion CPU s"], rows)
+
+
+def plot_latent_curve(bench: Mapping | None, axes=None, references: Mapping[str, float] | None = None):
+    """FID (log scale) and confident share against training CPU seconds for the pixel and the latent run of the
+    matched-compute study, the matched floor as a band; ``references`` (label → FID) as dashed lines. Returns axes."""
+    import matplotlib.pyplot as plt
+
+    c = (bench or {}).get("curve")
+    if not c:
+        return None
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fl = c["floor"]
+    for key, label, color in (("pixel", "pixel diffusion", "C0"), ("latent", "latent diffusion (autoencoder charged)", "C1")):
+        pts = c[key]
+        axes[0].plot([p["cpu_seconds"] for p in pts], [p["fid"] for p in pts], "o-", color=color, label=label)
+        axes[1].plot([p["cpu_seconds"] for p in pts], [p["confident"] for p in pts], "o-", color=color, label=label)
+    over = c["latent_overhead"]
+    for ax in axes:
+        ax.axvline(over["autoencoder_cpu_seconds"] + over["encode_cpu_seconds"], color="C1", ls=":", lw=1,
+                   label="latent side: autoencoder trained, data encoded")
+        ax.set_xlabel("training CPU seconds (1 thread)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].axhspan(fl["mean"] - fl["std"], fl["mean"] + fl["std"], color="grey", alpha=0.3,
+                    label=f"matched floor (N = {fl['n']}), mean ± std")
+    for i, (label, fid) in enumerate((references or {}).items()):
+        axes[0].axhline(fid, color=f"C{i + 2}", ls="--", lw=1, label=label)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"FID (N = {c['n']}, DDIM-{c['steps']})")
+    axes[1].set_ylabel("confident share")
+    axes[0].legend(fontsize=8)
+    return axes
+
+
+def latent_cfg_table(bench: Mapping | None) -> str:
+    """The prompted LDM against ``mnist-cfg`` on the same footing (part ``cfg``), with the balanced floor."""
+    c = (bench or {}).get("cfg")
+    if not c:
+        return "(benchmarks/results/latent.json has no cfg part: run `python benchmarks/latent.py --parts cfg`)"
+    rows = []
+    for r in c["rows"]:
+        for key, name in (("pixel", "mnist-cfg, the label"), ("latent", "latent-ldm, the digit's name")):
+            m = r[key]
+            rows.append([f"{r['w']:g}", name, f"{m['fid']:.2f}", f"{m['accuracy']:.3f}", f"{m['confident']:.3f}",
+                         m["nfe"], f"{m['seconds']:.1f}"])
+    fl = c["floor"]
+    rows.append(["", "real digits, balanced (floor)", f"{fl['mean']:.2f} ± {fl['std']:.2f}", "", "", "", ""])
+    return markdown_table(["w", "model, condition", "FID", "accuracy", "confident", "NFE", f"seconds for {c['n']}"], rows)
+
+
+def latent_autoencoder_table(bench: Mapping | None) -> str:
+    """Each autoencoder's reconstructions of N training digits beside the originals (part ``autoencoder``)."""
+    a = (bench or {}).get("autoencoder")
+    if not a:
+        return "(benchmarks/results/latent.json has no autoencoder part: run `python benchmarks/latent.py`)"
+    o = a["originals"]
+    rows = [["the originals (real digits)", "", "", "", "", f"{o['fid']:.2f}", f"{o['precision']:.3f}",
+             f"{o['recall']:.3f}"]]
+    for name, r in a["rows"].items():
+        shape = "×".join(map(str, r["latent_shape"]))
+        rows.append([name, shape, f"{r['recon_mse_per_pixel']:.4f}", f"{r['kl_per_image_nats']:.0f}",
+                     f"{r['recon_accuracy']:.3f}", f"{r['fid']:.2f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}"])
+    return markdown_table(["reconstructions by", "latent", "MSE per pixel", "KL (nats)", "accuracy",
+                           f"FID (N = {a['n']})", "precision", "recall"], rows)
+
+
+def latent_baselines_table(bench: Mapping | None) -> str:
+    """The seeds' table measured (part ``compare``): quality, diversity apart from fidelity, likelihood, cost."""
+    c = (bench or {}).get("compare")
+    if not c:
+        return "(benchmarks/results/latent.json has no compare part: run `python benchmarks/latent.py`)"
+    rows = [[r["label"], f"{r['fid']:.2f}", f"{r['precision']:.3f}", f"{r['density']:.2f}", f"{r['confident']:.3f}",
+             f"{r['recall']:.3f}", f"{r['coverage']:.3f}", f"{r['class_entropy']:.3f}", f"{r['within_class_spread']:.2f}",
+             "—" if r.get("nll_bpd") is None else f"≤ {r['nll_bpd']:.2f}", r["nfe"],
+             "" if r.get("seconds") is None else f"{r['seconds']:.2f}", _cpu(r.get("training_cpu_seconds"))]
+            for r in c["rows"]]
+    return markdown_table(["model", "FID", "precision", "density", "confident", "recall", "coverage", "class entropy",
+                           "within-class spread", "NLL (bits/dim)", "NFE", f"seconds for {c['n']}",
+                           "training CPU s"], rows)
+
+
+def latent_prompts_table(bench: Mapping | None) -> str:
+    """Obedience to the 50 prompts by kind of prompt at each w, with 95 % intervals and chance rates (``prompts``)."""
+    p = (bench or {}).get("prompts")
+    if not p:
+        return "(benchmarks/results/latent.json has no prompts part: run `python benchmarks/latent.py --parts prompts`)"
+    kinds = ("digit", "parity", "threshold")
+    rows = [[f"{r['w']:g}", r["nfe"]] + [f"{r['by_kind'][k]['obeys']:.3f} [{r['by_kind'][k]['interval'][0]:.2f}, "
+                                         f"{r['by_kind'][k]['interval'][1]:.2f}]" for k in kinds]
+            for r in p["rows"]]
+    first = p["rows"][0]["by_kind"]
+    rows.append(["chance", ""] + [f"{first[k]['chance']:.3f}" for k in kinds])
+    head = [f"{k}: {first[k]['prompts']} prompts × {p['per_prompt']}" for k in kinds]
+    return markdown_table(["w", "NFE"] + head, rows)

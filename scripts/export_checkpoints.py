@@ -40,8 +40,9 @@ def entry(name: str, file: Path, quality: dict, note: str) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "training_steps": state["steps"], "settings": state["settings"],
         **({"schedule": {"name": state["settings"]["schedule"], "T": state["settings"]["T"]}}
-           if state["settings"].get("kind") not in ("vae", "gan") else {}),  # no noise schedule in a VAE or GAN
-        "wall_time_s": state["seconds"], "device": f"{state['device']} ({note})",
+           if state["settings"].get("kind") not in ("vae", "sigma-vae", "gan") else {}),  # none in a VAE or GAN
+        "wall_time_s": state["seconds"], **({"cpu_time_s": state["cpu_seconds"]} if "cpu_seconds" in state else {}),
+        "device": f"{state['device']} ({note})",
         "images_per_second": round(state["steps"] * state["settings"]["batch_size"] / state["seconds"], 1),
         "command": f"python -m diffcourse train {name}  (resumed after interruptions; resume is exact)",
         "weights": "EMA",
