@@ -9,7 +9,7 @@ off the real manifold (every sample is a blur). These read diversity without tha
   model that drops a digit shows it here whatever the quality of the rest;
 * **within-class spread** (`diffcourse.metrics.within_class_spread`) — the feature variance inside each class, as a
   fraction of real digits' (1 = as varied as real digits of the same class);
-* **density and coverage** (Naeem et al. 2020) — with :math:`B_k(r_j)` the ball around real point :math:`r_j` reaching
+* **density and coverage** (Naeem et al. 2020, `diffcourse.metrics.density_coverage`) — with :math:`B_k(r_j)` the ball around real point :math:`r_j` reaching
   its k-th nearest real neighbour,
 
   .. math:: \text{density} = \frac{1}{kM}\sum_{i=1}^M \sum_{j=1}^N \mathbb 1[f_i\in B_k(r_j)],\qquad
@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .metrics import within_class_spread
+from .metrics import density_coverage, within_class_spread
 
 __all__ = ["class_histogram", "class_entropy", "density_coverage", "within_class_spread", "relative_spread"]
 
@@ -50,17 +50,3 @@ def relative_spread(features: torch.Tensor, labels: torch.Tensor, real_features:
                     real_labels: torch.Tensor) -> float:
     """`within_class_spread` of the samples divided by that of real examples (each with its classifier labels)."""
     return within_class_spread(features, labels) / within_class_spread(real_features, real_labels)
-
-
-def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020, module docstring) of feature sets ``real`` (N, d) and ``fake`` (M, d).
-
-    k = 5 as in the paper. Both use balls around *real* points only."""
-    r, f = torch.as_tensor(real, dtype=torch.float64), torch.as_tensor(fake, dtype=torch.float64)
-    if len(r) <= k or len(f) < 1:
-        raise ValueError(f"density_coverage needs more than k={k} real points and at least one sample.")
-    radius = torch.cdist(r, r).kthvalue(k + 1, dim=1).values  # k+1: a point is its own nearest neighbour
-    inside = torch.cdist(f, r) <= radius[None, :]              # (M, N): sample i in real ball j
-    density = inside.double().sum() / (k * len(f))
-    coverage = inside.any(dim=0).double().mean()
-    return float(density), float(coverage)
