@@ -40,15 +40,17 @@ def load() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
-def save(results: dict) -> None:
+def save_part(name: str, part: dict) -> None:
+    """Write one part of the results file, keeping the others as they are on disk now (the parts may run at once)."""
+    results = load()
+    results[name] = part
     RESULTS.parent.mkdir(exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp = RESULTS.with_suffix(f".{name}.tmp")
     tmp.write_text(json.dumps(results, indent=1) + "\n")
     tmp.replace(RESULTS)
 
 
 def toy_part(seeds: list[int], n: int) -> None:
-    results = load()
     part = {"recipe": FLOW_TOY, "methods": list(TOY_METHODS), "nfes": list(TOY_NFES), "n": n, "seeds": [],
             "runs": [], "device": "cpu", "torch_threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(),
@@ -61,8 +63,7 @@ def toy_part(seeds: list[int], n: int) -> None:
         study = toy_study(seed, n)
         part["seeds"].append(seed)
         part["runs"].append(study["scores"])
-        results["toy2d"] = part
-        save(results)
+        save_part("toy2d", part)
         print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; 1-NFE SW/floor "
               + ", ".join(f"{m} {s['sw_ratio']['1']:.2f}" for m, s in study["scores"].items()), flush=True)
 
@@ -91,7 +92,8 @@ def _models(a) -> dict:
     from diffcourse.pretrained import load_model, load_pretrained, sha256
 
     if not Path(a.minsnr).exists() or not sha256(a.minsnr).startswith("3fc9c9c6"):
-        raise SystemExit(f"{a.minsnr}: write it with `git show c288428:diffcourse/checkpoints/mnist-ddpm.pt > {a.minsnr}`.")
+        raise SystemExit(f"{a.minsnr}: write it with "
+                         f"`git show c288428:diffcourse/checkpoints/mnist-ddpm.pt > {a.minsnr}`.")
     return {"flow": load_model(a.flow)[0], "lsimple": load_model(a.lsimple)[0], "minsnr": load_model(a.minsnr)[0],
             "ddpm19500": load_pretrained("mnist-ddpm")}
 
@@ -117,8 +119,8 @@ def _images(cfg: dict, model, n: int, cache: Path) -> tuple[torch.Tensor, float]
 def _reference(n: int) -> dict:
     """Features of the 10 000 test digits (reference) and the training digits (floor pool), and the floor at n."""
     from diffcourse.data.mnist import load_mnist
-    from diffcourse.measure import matched_floor
-    from diffcourse.metrics import classifier_features
+    from diffcourse.measure import draw_reference, matched_floor
+    from diffcourse.metrics import classifier_features, confident_share
     from diffcourse.pretrained import load_pretrained
 
     judge = load_pretrained("mnist-classifier")
@@ -126,7 +128,8 @@ def _reference(n: int) -> dict:
     train_x, train_y = load_mnist("train")
     ref, pool = classifier_features(test_x, judge), classifier_features(train_x, judge)
     floor = matched_floor(pool, train_y, ref, n, labels=None, draws=5)
-    return {"judge": judge, "ref": ref, "floor": floor}
+    real = train_x[draw_reference(train_y, n, None, torch.Generator().manual_seed(0))]
+    return {"judge": judge, "ref": ref, "floor": floor, "real_confident": confident_share(real, judge)}
 
 
 def _score(images: torch.Tensor, ref: dict) -> dict:
@@ -134,7 +137,8 @@ def _score(images: torch.Tensor, ref: dict) -> dict:
     from diffcourse.metrics import classifier_features, confident_share
 
     feats = classifier_features(images, ref["judge"])
-    return {"features": feats, "fid": fid_features(feats, ref["ref"]), "confident": confident_share(images, ref["judge"])}
+    return {"features": feats, "fid": fid_features(feats, ref["ref"]),
+            "confident": confident_share(images, ref["judge"])}
 
 
 def _differences(scored: dict, ref: dict) -> list[dict]:
@@ -169,10 +173,10 @@ def _agreement(models: dict, n: int, cache: Path) -> list[dict]:
     rows = []
     for steps in (10, 50):
         times = ddim_linear_times(make_schedule("linear", 1000), steps)
-        ddim, _ = _images(dict(key=f"ddpm19500-ddim:{steps}", sampler="ddim", steps=steps, nfe=steps), models["ddpm19500"],
-                          n, cache)
-        flow, _ = _images(dict(key=f"ddpm19500-flow:{steps}", sampler="flow_euler", steps=steps, nfe=steps, times=times),
+        ddim, _ = _images(dict(key=f"ddpm19500-ddim:{steps}", sampler="ddim", steps=steps, nfe=steps),
                           models["ddpm19500"], n, cache)
+        flow, _ = _images(dict(key=f"ddpm19500-flow:{steps}", sampler="flow_euler", steps=steps, nfe=steps,
+                               times=times), models["ddpm19500"], n, cache)
         diff = (ddim - flow).abs()
         rows.append({"steps": steps, "n": n, "max_abs_pixel_difference": float(diff.max()),
                      "mean_abs_pixel_difference": float(diff.mean())})
@@ -183,13 +187,12 @@ def mnist_part(a) -> None:
     n, cache = a.n or 1000, Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
     models, ref = _models(a), _reference(n)
-    results = load()
     part = {"n": n, "nfes": list(NFES), "device": "cpu", "torch_threads": torch.get_num_threads(),
             "models": {"flow": a.flow, "lsimple": a.lsimple, "minsnr": a.minsnr + " (c288428:mnist-ddpm.pt)"},
-            "floor": ref["floor"].as_dict(), "rows": {}, "note": "python benchmarks/flows.py --part mnist --n N"}
-    part["agreement"] = _agreement(models, 200, cache)
-    results["mnist"] = part
-    save(results)
+            "floor": ref["floor"].as_dict(), "real_confident": ref["real_confident"], "rows": {},
+            "note": "python benchmarks/flows.py --part mnist --n N"}
+    part["agreement"] = _agreement(models, min(200, n), cache)
+    save_part("mnist", part)
     scored = {}
     for cfg in mnist_configs():
         images, seconds = _images(cfg, models[cfg["model"]], n, cache)
@@ -200,7 +203,7 @@ def mnist_part(a) -> None:
                                     "nfe": cfg["nfe"], "fid": s["fid"], "fid_over_floor": s["fid"] / ref["floor"].mean,
                                     "confident": s["confident"], "seconds": round(seconds, 1)}
         part["differences"] = _differences(scored, ref)
-        save(results)
+        save_part("mnist", part)
         print(f"{cfg['key']}: FID {s['fid']:.2f} (floor {ref['floor'].mean:.2f}), confident {s['confident']:.3f}, "
               f"{seconds:.0f} s", flush=True)
 

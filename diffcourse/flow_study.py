@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .data import toy2d
-from .flows import diffusion_velocity_fn, straightness, velocity_fn
+from .flows import ddim_linear_times, diffusion_velocity_fn, straightness, velocity_fn
 from .measure import Difference, seed_difference
 from .metrics import sliced_wasserstein
 from .objectives import eps_fn
@@ -22,7 +22,8 @@ from .recipes.toy2d_flow import FLOW_TOY, train_toy_diffusion, train_toy_flow, t
 from .samplers import ddim_sample
 from .samplers.flow import flow_sample
 
-__all__ = ["TOY_NFES", "TOY_METHODS", "toy_sets", "toy_models", "toy_velocity", "toy_sample", "toy_scores",
+__all__ = ["TOY_NFES", "TOY_METHODS", "toy_sets", "toy_models", "toy_velocity", "toy_sample", "toy_straightness",
+           "toy_scores",
            "toy_study", "seed_verdicts", "mnist_verdicts"]
 
 TOY_NFES = (1, 2, 4, 8, 50)
@@ -68,6 +69,16 @@ def toy_velocity(method: str, entry: Mapping[str, Any]):
     return diffusion_velocity_fn(lambda x, tau: model(x, tau), entry["schedule"], kind=method.split("-")[1])
 
 
+def toy_straightness(method: str, entry: Mapping[str, Any], x_T: torch.Tensor) -> torch.Tensor:
+    """`straightness` of a study model's ODE paths from ``x_T``: a flow's on 100 uniform steps from t = 1; a diffusion
+    model's on DDIM's 100 timesteps read as linear times (`ddim_linear_times`, from x_T / c, as DDIM-100 walks)."""
+    v = toy_velocity(method, entry)
+    if method in FLOWS:
+        return straightness(v, x_T, steps=100)
+    ab = entry["schedule"].alpha_bars[-1]
+    return straightness(v, x_T / (ab.sqrt() + (1 - ab).sqrt()).float(), times=ddim_linear_times(entry["schedule"], 100))
+
+
 @torch.no_grad()
 def toy_sample(method: str, entry: Mapping[str, Any], x_T: torch.Tensor, nfe: int, solver: str = "euler",
                return_trajectory: bool = False):
@@ -92,7 +103,7 @@ def toy_scores(models: Mapping[str, Mapping[str, Any]], sets: Mapping[str, torch
         row = {"train_seconds": round(entry["seconds"], 2), "floor": floor,
                "sw_ratio": {str(k): sliced_wasserstein(toy_sample(m, entry, sets["x_T"], k), sets["data"]) / floor
                             for k in nfes},
-               "straightness": float(straightness(toy_velocity(m, entry), sets["x_T"][:n_straight]).mean())}
+               "straightness": float(toy_straightness(m, entry, sets["x_T"][:n_straight]).mean())}
         if m in FLOWS:
             row["sw_ratio_heun"] = {str(k): sliced_wasserstein(toy_sample(m, entry, sets["x_T"], k, "heun"),
                                                                sets["data"]) / floor for k in nfes if k % 2 == 0}
@@ -130,3 +141,80 @@ def mnist_verdicts(results: Mapping[str, Any], metric: str = "fid") -> list[tupl
             out.append((d["nfe"], Difference(d["a"], d["b"], d["estimate"], d["low"], d["high"], d["level"],
                                              d["method"])))
     return out
+
+
+# ----------------------------------------------------------------------------------------------- checks and tables
+def continuity_residual(gm, x: torch.Tensor, t: float, h: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Both sides of the continuity equation :math:`\partial_t p_t = -\nabla\cdot(p_t v_t)` for the linear path from
+    the mixture ``gm`` (the path's marginal :math:`p_t` is the mixture with means :math:`(1-t)\mu_k` and variance
+    :math:`(1-t)^2\sigma^2 + t^2`; :math:`v_t` is `mixture_marginal_velocity`), by central differences of step ``h``
+    in :math:`t` and in each coordinate. Returns ``(dp_dt, minus_div)``, one value per point."""
+    import math
+
+    from .data.toy2d import GaussianMixture
+    from .flows import mixture_marginal_velocity
+
+    def p(y: torch.Tensor, s: float) -> torch.Tensor:
+        return GaussianMixture(gm.means * (1 - s), math.sqrt((1 - s) ** 2 * gm.std ** 2 + s ** 2), gm.weights
+                               ).log_prob(y).exp()
+
+    x = x.double()
+    dp_dt = (p(x, t + h) - p(x, t - h)) / (2 * h)
+    div = torch.zeros(len(x), dtype=torch.float64)
+    for d in range(x.shape[1]):
+        e = torch.zeros_like(x)
+        e[:, d] = h
+        flux = [p(x + s * e, t) * mixture_marginal_velocity(gm, x + s * e, t)[:, d] for s in (1, -1)]
+        div += (flux[0] - flux[1]) / (2 * h)
+    return dp_dt, -div
+
+
+def toy_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int] = TOY_NFES) -> str:
+    """A markdown table of one seed's study: SW / floor at each NFE, straightness and training seconds per method."""
+    from .reporting import markdown_table
+
+    rows = []
+    for m, s in scores.items():
+        extra = f" (+{s['pair_seconds']:.1f} s for the pairs, + the I-CFM run)" if "pair_seconds" in s else ""
+        rows.append([m] + [f"{s['sw_ratio'][str(k)]:.2f}" for k in nfes]
+                    + [f"{s['straightness']:.4f}", f"{s['train_seconds']:.1f}{extra}"])
+    return markdown_table(["model"] + [f"NFE {k}" for k in nfes] + ["straightness", "training s"], rows)
+
+
+def plot_pairs(ax, x0: torch.Tensor, eps: torch.Tensor, title: str, n: int = 60) -> None:
+    """The straight lines of a coupling: each data point joined to its noise partner (the conditional paths)."""
+    for i in range(min(n, len(x0))):
+        ax.plot([eps[i, 0], x0[i, 0]], [eps[i, 1], x0[i, 1]], color="C0", lw=0.6, alpha=0.7)
+    ax.scatter(eps[:n, 0], eps[:n, 1], s=8, color="k", label="noise (t = 1)")
+    ax.scatter(x0[:n, 0], x0[:n, 1], s=8, color="C3", label="data (t = 0)")
+    ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", title=title)
+    ax.legend(loc="upper right", fontsize=7)
+
+
+def study_curves(runs: Sequence[Mapping[str, Any]], key: str = "sw_ratio") -> dict[str, list[tuple[int, float]]]:
+    """Mean over seeds of ``key`` at each NFE, per method, as ``{method: [(nfe, value), …]}`` (a quality-vs-NFE
+    plot's series)."""
+    out = {}
+    for m in runs[0]:
+        if key not in runs[0][m]:
+            continue
+        nfes = sorted(int(k) for k in runs[0][m][key])
+        out[m] = [(k, sum(r[m][key][str(k)] for r in runs) / len(runs)) for k in nfes]
+    return out
+
+
+def mnist_table(part: Mapping[str, Any]) -> str:
+    """A markdown table of the MNIST part of ``flows.json``: FID (and its ratio to the floor) and confident share
+    for each model and sampler at each NFE."""
+    from .reporting import markdown_table
+
+    rows = []
+    for key, r in part["rows"].items():
+        rows.append([key.split(":")[0], r["nfe"], f"{r['fid']:.2f}", f"{r['fid_over_floor']:.2f}",
+                     f"{r['confident']:.3f}", f"{r['seconds']:.0f}"])
+    fl = part["floor"]
+    rows.append([f"floor: {fl['n']} training digits, {len(fl['draws'])} draws", "—",
+                 f"{fl['mean']:.2f} ± {fl['std']:.2f}", "1.00", f"{part.get('real_confident', float('nan')):.3f}", "—"])
+    return markdown_table(["model / sampler", "NFE", "FID", "FID / floor", "confident share",
+                           "seconds (CPU, 1 thread)"],
+                          sorted(rows[:-1], key=lambda r: (r[0], r[1])) + rows[-1:])

@@ -46,7 +46,8 @@ from .objectives import drop_labels
 from .schedules import NoiseSchedule
 
 __all__ = ["TIME_SCALE", "VelocityFn", "linear_path", "conditional_velocity", "flow_matching_loss", "GaussianPath",
-           "LINEAR_PATH", "vp_path", "PREDICTIONS", "to_x0_eps", "from_x0_eps", "convert", "cfm_loss", "is_flow_model", "velocity_fn",
+           "LINEAR_PATH", "vp_path", "PREDICTIONS", "to_x0_eps", "from_x0_eps", "convert", "cfm_loss", "is_flow_model",
+           "velocity_fn",
            "linear_time_of", "alpha_bar_of", "fractional_timestep", "diffusion_velocity_fn", "ddim_linear_times",
            "ot_coupling", "reflow_pairs", "straightness", "mixture_marginal_velocity"]
 
@@ -137,7 +138,8 @@ LINEAR_PATH = GaussianPath("linear (rectified flow / conditional OT)", a=lambda 
 
 
 def vp_path(sde) -> GaussianPath:
-    r"""The VP diffusion's path as a `GaussianPath`: :math:`a = \sqrt{\bar\alpha(t)}`, :math:`b = \sqrt{1-\bar\alpha(t)}`,
+    r"""The VP diffusion's path as a `GaussianPath`: :math:`a = \sqrt{\bar\alpha(t)}`,
+    :math:`b = \sqrt{1-\bar\alpha(t)}`,
     with :math:`\tfrac{d}{dt}\bar\alpha = -\beta(t)\,\bar\alpha`, so :math:`a' = -\tfrac12\beta a` and
     :math:`b' = \tfrac12\beta\bar\alpha/b`. ``sde`` is a `diffcourse.samplers.sde.VPSDE`."""
     def a(t):
@@ -155,7 +157,7 @@ PREDICTIONS = ("velocity", "eps", "x0", "score")
 
 
 def to_x0_eps(pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The pair :math:`(\hat x_0, \hat\varepsilon)` implied by a prediction of ``kind`` at :math:`x_t` on the linear path.
+    r"""The pair :math:`(\hat x_0, \hat\varepsilon)` implied by a prediction of ``kind`` at :math:`x_t` (linear path).
 
     Every prediction is a linear function of the pair, since :math:`x_t = (1-t)\hat x_0 + t\hat\varepsilon`:
 
@@ -182,7 +184,8 @@ def to_x0_eps(pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, kind: str)
 
 
 def from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, kind: str) -> torch.Tensor:
-    r"""The prediction of ``kind`` made from :math:`(\hat x_0, \hat\varepsilon)`: :math:`v = \hat\varepsilon - \hat x_0`,
+    r"""The prediction of ``kind`` made from :math:`(\hat x_0, \hat\varepsilon)`:
+    :math:`v = \hat\varepsilon - \hat x_0`,
     :math:`\hat\varepsilon`, :math:`\hat x_0`, or the score :math:`-\hat\varepsilon/t` (the inverse of `to_x0_eps`)."""
     if kind == "velocity":
         return eps - x0
@@ -222,7 +225,12 @@ def cfm_loss(model: nn.Module | Callable, x0: torch.Tensor, eps: torch.Tensor, t
 def is_flow_model(model: nn.Module) -> bool:
     """Whether a loaded network was trained by flow matching (its recipe's kind, recorded in the manifest or export)."""
     info = getattr(model, "pretrained_info", None) or {}
-    return (info.get("settings") or {}).get("kind") == "flow"
+    kind = (info.get("settings") or {}).get("kind")
+    if kind is None and info.get("recipe"):  # a network just trained by `load_or_train` records only its recipe
+        from .recipes.mnist import RECIPES
+
+        kind = getattr(RECIPES.get(info["recipe"]), "kind", None)
+    return kind == "flow"
 
 
 def velocity_fn(model: nn.Module, target: str = "velocity", y: torch.Tensor | None = None) -> VelocityFn:
@@ -240,7 +248,8 @@ def velocity_fn(model: nn.Module, target: str = "velocity", y: torch.Tensor | No
 
 # ============================================================================ diffusion is a flow
 def linear_time_of(alpha_bar: torch.Tensor) -> torch.Tensor:
-    r"""The linear-path time of a VP noise level: dividing :math:`x = \sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,\varepsilon`
+    r"""The linear-path time of a VP noise level: dividing
+    :math:`x = \sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,\varepsilon`
     by :math:`c = \sqrt{\bar\alpha} + \sqrt{1-\bar\alpha}` gives :math:`z = (1-t)\,x_0 + t\,\varepsilon` with
 
     .. math::  t = \frac{\sqrt{1-\bar\alpha}}{\sqrt{\bar\alpha} + \sqrt{1-\bar\alpha}}
@@ -271,7 +280,8 @@ def diffusion_velocity_fn(predict: Callable[[torch.Tensor, torch.Tensor], torch.
                           kind: str = "eps") -> VelocityFn:
     r"""A diffusion network on a discrete VP schedule, read as a velocity field on the linear path (no training).
 
-    ``predict(x, τ)`` returns the network's :math:`\hat\varepsilon` (``kind="eps"``, e.g. `diffcourse.objectives.eps_fn`)
+    ``predict(x, τ)`` returns the network's :math:`\hat\varepsilon` (``kind="eps"``, e.g.
+    `diffcourse.objectives.eps_fn`)
     or :math:`\hat x_0` (``kind="x0"``) at a (fractional) timestep τ. At linear time :math:`t` (`alpha_bar_of`,
     `fractional_timestep`) the VP point is :math:`x = c\,z`, :math:`c = \sqrt{\bar\alpha} + \sqrt{1-\bar\alpha}`, and
     :math:`\hat x_0`, :math:`\hat\varepsilon` are the same in both coordinates, so (`convert`)
@@ -338,23 +348,29 @@ def reflow_pairs(v: VelocityFn, eps: torch.Tensor, steps: int = 50, method: str 
 
 
 @torch.no_grad()
-def straightness(v: VelocityFn, eps: torch.Tensor, steps: int = 100) -> torch.Tensor:
+def straightness(v: VelocityFn, eps: torch.Tensor, steps: int = 100,
+                 times: torch.Tensor | None = None) -> torch.Tensor:
     r"""Straightness of the flow's ODE paths from the noises ``eps`` (Liu et al. 2022, eq. 6), per path:
 
     .. math::  S = \int_0^1 \big\| (Z_1 - Z_0) - \dot Z_t \big\|^2\,dt ,\qquad \dot Z_t = v(Z_t, t),
 
     0 exactly when the path is a straight line walked at constant speed (one Euler step is then exact). The ODE is
     solved from :math:`Z_1 = \varepsilon` to :math:`Z_0` by ``steps`` Euler steps; the integral is the mean over the
-    steps. Returns a tensor of one value per path (``mean()`` for the flow's).
+    steps. On another decreasing grid ``times`` from :math:`t_0` to :math:`t_K` (a diffusion model's flow starts
+    below 1, at DDIM's first time) the chord velocity is :math:`(Z_{t_0} - Z_{t_K})/(t_0 - t_K)` and the integral
+    is the :math:`|\Delta t|`-weighted mean. Returns a tensor of one value per path (``mean()`` for the flow's).
     """
-    times = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    times = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) if times is None else \
+        torch.as_tensor(times, dtype=torch.float64)
     z, velocities = eps, []
-    for k in range(steps):
+    for k in range(len(times) - 1):
         vel = v(z, times[k].expand(z.shape[0]))
         velocities.append(vel)
         z = z + float(times[k + 1] - times[k]) * vel
-    chord = (eps - z).flatten(1)  # Z_1 - Z_0
-    return torch.stack([((chord - vel.flatten(1)) ** 2).sum(1) for vel in velocities]).mean(0)
+    span = float(times[0] - times[-1])
+    chord = ((eps - z) / span).flatten(1)  # (Z_{t_0} - Z_{t_K}) / (t_0 - t_K): Z_1 - Z_0 on [1, 0]
+    weights = (times[:-1] - times[1:]) / span
+    return sum(float(w) * ((chord - vel.flatten(1)) ** 2).sum(1) for w, vel in zip(weights, velocities))
 
 
 # ============================================================================ the exact answer on a Gaussian mixture

@@ -73,9 +73,11 @@ def check_sampling_args(model: nn.Module, sampler: str, n: int, steps: int, eta:
                          "or use --classifier-scale for classifier guidance.")
     velocity = SAMPLERS[sampler].input == "velocity"
     if is_flow_model(model) and not velocity:
-        raise ValueError(f"This network was trained by flow matching: sample it with flow_euler or flow_heun, not {sampler}.")
+        raise ValueError(f"This network was trained by flow matching: sample it with flow_euler or flow_heun, "
+                         f"not {sampler}.")
     if velocity and (labels is not None or classifier_scale is not None):
-        raise ValueError("The flow samplers take unconditional models here: drop --labels, --guidance and --classifier-scale.")
+        raise ValueError("The flow samplers take unconditional models here: drop --labels, --guidance and "
+                         "--classifier-scale.")
     if labels is not None and len(labels) != n:
         raise ValueError(f"Give one label per sample: {len(labels)} labels for n={n}.")
 
@@ -110,9 +112,9 @@ def generate(model: nn.Module, schedule: NoiseSchedule, n: int, *, sampler: str 
     ``sampler`` names a registered sampler: ``"ddim"`` (``steps``, ``eta``), ``"ddpm"`` (all T steps),
     or chapter 4's ``"sde"``, ``"pc"``, ``"ode"``, or chapter 10's ``"flow_euler"``, ``"flow_heun"`` (a flow network's
     velocity, or a diffusion model's read as a flow by `diffusion_velocity_fn`); ``options`` go to it (e.g. ``spacing``,
-    ``times``). A conditional model needs ``labels`` and takes a classifier-free ``guidance`` weight w; an unconditional one is
-    steered towards ``labels`` by ``classifier`` with scale ``classifier_scale``. ``clip_x0`` clips the
-    predicted x̂₀ in the DDPM and DDIM steps. All noise comes from one CPU generator seeded with ``seed``.
+    ``times``). A conditional model needs ``labels`` and takes a classifier-free ``guidance`` weight w; an
+    unconditional one is steered towards ``labels`` by ``classifier`` with scale ``classifier_scale``. ``clip_x0``
+    clips the predicted x̂₀ in the DDPM and DDIM steps. All noise comes from one CPU generator seeded with ``seed``.
     """
     check_sampling_args(model, sampler, n, steps, eta, labels, guidance, classifier, classifier_scale, batch_size)
     if sampler == "ddim":

@@ -20,7 +20,7 @@ from .plotting import TOY_LIM, fig_to_png, image_grid
 from .schedules import NoiseSchedule
 
 __all__ = ["FrameScrubber", "TimestepScrubber", "ReverseTrajectoryScrubber", "ScoreFieldScrubber", "ImageGridScrubber",
-           "MenuGridScrubber", "LatentTrajectoryScrubber", "timestep_frames", "grid_png"]
+           "MenuGridScrubber", "LatentTrajectoryScrubber", "FlowPathsScrubber", "timestep_frames", "grid_png"]
 
 
 class FrameScrubber:
@@ -361,3 +361,56 @@ class LatentTrajectoryScrubber(FrameScrubber):
                 captions[name].append(f"step {k} of {len(traj) - 1}: {what} (std {z.std():.2f}); columns: "
                                       f"{C} latent channels, then decode(z / {scale:.3f})")
         super().__init__(frames, captions, slider_label="step", choice_label="prompt")
+
+
+class FlowPathsScrubber(FrameScrubber):
+    r"""Chapter 10: the paths a flow's ODE takes from noise to data, and what a few Euler steps along them give.
+
+    A dropdown picks a model (e.g. a coupling: I-CFM, OT-CFM, reflow), a slider the number of network evaluations.
+    Each frame shows, left, the paths of ``n_paths`` noises: the ODE solved finely (``fine[name]``, grey, the
+    "true" curves) and the coarse solve with that NFE (``runs[name][nfe][0]``, coloured polylines: one segment per
+    step), and, right, the samples of that coarse solve (``runs[name][nfe][1]``) over ``data`` (grey). Straight paths
+    make the coarse polylines land where the fine curves do; curved ones cut the corners and miss.
+    ``notes[name][nfe]`` (e.g. a score) is printed under the slider.
+    """
+
+    def __init__(self, runs: Mapping[str, Mapping[int, tuple[torch.Tensor, torch.Tensor]]],
+                 fine: Mapping[str, torch.Tensor], data: torch.Tensor | None = None,
+                 notes: Mapping[str, Mapping[int, str]] | None = None, n_paths: int = 40, lim: float = TOY_LIM,
+                 dpi: int = 70) -> None:
+        nfes = [sorted(r) for r in runs.values()]
+        if any(n != nfes[0] for n in nfes):
+            raise ValueError(f"Every model needs the same NFE values, got {dict(zip(runs, nfes))}.")
+        self.nfes = nfes[0]
+        frames, captions = {}, {}
+        for name, by_nfe in runs.items():
+            frames[name] = [self._frame(fine[name], *by_nfe[k], data, name, k, n_paths, lim, dpi) for k in self.nfes]
+            captions[name] = [f"{name}, NFE = {k}" + (f": {notes[name][k]}" if notes and name in notes else "")
+                              for k in self.nfes]
+        super().__init__(frames, captions, slider_label="NFE", choice_label="model", play=False)
+
+    @staticmethod
+    def _frame(fine: torch.Tensor, coarse: torch.Tensor, samples: torch.Tensor, data: torch.Tensor | None, name: str,
+               nfe: int, n_paths: int, lim: float, dpi: int) -> bytes:
+        fine, coarse = torch.as_tensor(fine)[:, :n_paths].float(), torch.as_tensor(coarse)[:, :n_paths].float()
+        fig, (ax_p, ax_s) = plt.subplots(1, 2, figsize=(8.4, 4.2))
+        for i in range(fine.shape[1]):
+            ax_p.plot(fine[:, i, 0], fine[:, i, 1], color="0.6", lw=0.8)
+            ax_p.plot(coarse[:, i, 0], coarse[:, i, 1], color="C3", lw=1.0, marker=".", ms=3)
+        ax_p.scatter(fine[0, :, 0], fine[0, :, 1], s=10, color="k", zorder=3, label="noise (t = 1)")
+        ax_p.set_title(f"{name}: ODE paths (grey) and {nfe} Euler step(s) (red)", fontsize=9)
+        if data is not None:
+            ax_s.scatter(data[:, 0], data[:, 1], s=2, color="0.75", label="data")
+        ax_s.scatter(samples[:, 0], samples[:, 1], s=2, color="C3", label=f"samples, NFE = {nfe}")
+        ax_s.set_title(f"{name}: samples with {nfe} network evaluation(s)", fontsize=9)
+        for ax in (ax_p, ax_s):
+            ax.set_xlim(-lim, lim), ax.set_ylim(-lim, lim), ax.set_aspect("equal")
+            ax.legend(loc="upper right", fontsize=7, markerscale=3)
+        fig.tight_layout()
+        png = fig_to_png(fig, dpi=dpi)
+        plt.close(fig)
+        return png
+
+    def nfe(self) -> int:
+        """The number of network evaluations currently shown."""
+        return self.nfes[self.slider.value]

@@ -107,7 +107,8 @@ def test_the_score_on_the_linear_path_is_minus_eps_over_t_for_a_mixture():
     s2 = (1 - t) ** 2 * gm.std ** 2 + t ** 2
     score = GaussianMixture(gm.means * (1 - t), math.sqrt(s2)).score(x)
     v = flows.mixture_marginal_velocity(gm, x, t)
-    torch.testing.assert_close(flows.convert(score, x, torch.full((50,), t, dtype=torch.float64), "score", "velocity"), v)
+    tt = torch.full((50,), t, dtype=torch.float64)
+    torch.testing.assert_close(flows.convert(score, x, tt, "score", "velocity"), v)
 
 
 def test_the_linear_and_vp_paths_have_the_velocities_of_their_time_derivatives():
@@ -199,3 +200,21 @@ def test_reflow_pairs_are_the_odes_ends_from_the_given_noise():
     torch.testing.assert_close(flows.reflow_pairs(straight, eps, steps=3), x0)
     curved = lambda x, t: x * t[:, None]  # noqa: E731  dx/dt = t x ends at x(1) exp(-1/2)
     torch.testing.assert_close(flows.reflow_pairs(curved, eps, steps=200), eps * math.exp(-0.5), rtol=1e-5, atol=1e-6)
+
+
+def test_the_flow_paths_widget_swaps_frames_without_recomputing():
+    from diffcourse.widgets import FlowPathsScrubber
+
+    g = torch.Generator().manual_seed(12)
+    runs, fine = {}, {}
+    for name, bend in (("straight", 0.0), ("curved", 1.0)):
+        fine[name] = torch.randn(11, 5, 2, generator=g).cumsum(0) * bend
+        runs[name] = {k: (torch.randn(k + 1, 5, 2, generator=g), torch.randn(50, 2, generator=g)) for k in (1, 4)}
+    w = FlowPathsScrubber(runs, fine, data=torch.randn(50, 2, generator=g), notes={"curved": {1: "a", 4: "b"}})
+    first = w.select(0, "straight")
+    assert w.select(1) != first and w.nfe() == 4
+    assert w.select(1, "curved") != w.select(1, "straight")
+    w.select(1, "curved")
+    assert w.caption.value == "curved, NFE = 4: b"
+    with pytest.raises(ValueError, match="same NFE values"):
+        FlowPathsScrubber({"a": {1: runs["straight"][1]}, "b": runs["curved"]}, fine)

@@ -13,7 +13,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from diffcourse.grading import check, checks_for_chapter
-from grading_helpers import assert_caught, assert_passes, assert_stub_says_so, assert_times_out  # tests/grading_helpers.py
+from grading_helpers import assert_caught, assert_passes, assert_stub_says_so, assert_times_out  # tests/
 
 pytestmark = pytest.mark.usefixtures("fresh_grading")  # see tests/conftest.py
 
@@ -78,7 +78,8 @@ def marginal_velocity(means, std, weights, x, t, *, sign=1.0, data_responsibilit
     s2 = (1 - t) ** 2 * std ** 2 + t ** 2
     var = std ** 2 if data_responsibilities else s2
     centre = m if data_responsibilities else (1 - t) * m
-    logits = torch.log(torch.as_tensor(weights, dtype=torch.float64)) - ((x[:, None] - centre[None]) ** 2).sum(-1) / (2 * var)
+    log_w = torch.log(torch.as_tensor(weights, dtype=torch.float64))
+    logits = log_w - ((x[:, None] - centre[None]) ** 2).sum(-1) / (2 * var)
     r = torch.softmax(logits, 1)
     d = x[:, None] - (1 - t) * m[None]
     e_eps, e_x0 = t / s2 * d, m[None] + (1 - t) * std ** 2 / s2 * d

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data.toy2d import GaussianMixture
 from ..flows import TIME_SCALE, convert, mixture_marginal_velocity
+from ..flows import cfm_loss as cfm_loss_reference
 from ..flows import ot_coupling as ot_coupling_reference
 from ..flows import straightness as straightness_reference
 from ..samplers.flow import flow_sample
@@ -66,7 +67,7 @@ def _cfm(model, x0, eps, t, *, reverse=False, target="v", scale=TIME_SCALE, redu
     return {"mean": err.mean(), "sum": err.sum(), "per-example": err.flatten(1).sum(1).mean()}[reduce]
 
 
-@register_check("cfm_loss", chapter=CHAPTER,
+@register_check("cfm_loss", chapter=CHAPTER, references=(cfm_loss_reference,),
                 hint="x_t = (1 − t)·x0 + t·eps (t reshaped to (B, 1, …)); pred = model(x_t, 1000 * t); "
                      "return ((pred − (eps − x0))**2).mean().")
 def check_cfm_loss(fn: Fn, ctx: CheckContext) -> str:
@@ -105,9 +106,10 @@ def _euler(v, x1, steps, *, increasing=False, sign=1.0, at_next=False, n=None):
     return x
 
 
-@register_check("flow_euler", chapter=CHAPTER,
+@register_check("flow_euler", chapter=CHAPTER, references=(flow_sample,),
                 hint="times = torch.linspace(1, 0, steps + 1); for k in range(steps): x = x + (times[k+1] − times[k]) "
-                     "* v(x, times[k] for every example); return x. The steps are negative: you walk from noise to data.")
+                     "* v(x, times[k] for every example); return x. The steps are negative: you walk from noise to "
+                     "data.")
 def check_flow_euler(fn: Fn, ctx: CheckContext) -> str:
     for tail, steps in [((2,), randint(ctx, 3, 8)), ((1, 4, 4), randint(ctx, 2, 5)), ((2,), 1)]:
         v = _velocity_of(FakeVelocity(ctx))
@@ -127,7 +129,7 @@ def check_flow_euler(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (c) ε → velocity
-@register_check("eps_to_velocity", chapter=CHAPTER,
+@register_check("eps_to_velocity", chapter=CHAPTER, references=(convert,),
                 hint="x̂0 = (x_t − t·ε̂)/(1 − t), and v = ε̂ − x̂0, which simplifies to (ε̂ − x_t)/(1 − t) "
                      "(t reshaped to broadcast).")
 def check_eps_to_velocity(fn: Fn, ctx: CheckContext) -> str:
@@ -143,7 +145,8 @@ def check_eps_to_velocity(fn: Fn, ctx: CheckContext) -> str:
                       mistakes={
                           "forget to divide by (1 − t)": eps_hat - x_t,
                           "divide by t instead of (1 − t)": (eps_hat - x_t) / tb,
-                          "divide by t instead of (1 − t) in x̂0 = (x_t − t·ε̂)/(1 − t)": eps_hat - (x_t - tb * eps_hat) / tb,
+                          "divide by t instead of (1 − t) in x̂0 = (x_t − t·ε̂)/(1 − t)":
+                              eps_hat - (x_t - tb * eps_hat) / tb,
                           "flip the sign (v = x̂0 − ε̂)": (x_t - eps_hat) / (1 - tb),
                           "take x̂0 = x_t − t·ε̂ without dividing by (1 − t)": eps_hat - (x_t - tb * eps_hat),
                       })
@@ -155,7 +158,7 @@ def _cost(x0: torch.Tensor, eps: torch.Tensor, perm: torch.Tensor) -> float:
     return float(((x0.double() - eps.double()[perm]) ** 2).flatten(1).sum(1).sum())
 
 
-@register_check("ot_coupling", chapter=CHAPTER,
+@register_check("ot_coupling", chapter=CHAPTER, references=(ot_coupling_reference,),
                 hint="cost[i, j] = squared distance between x0[i] and eps[j] (torch.cdist(...)**2); rows, cols = "
                      "scipy.optimize.linear_sum_assignment(cost.numpy()); return torch.as_tensor(cols)[argsort(rows)] "
                      "(rows come back sorted, so cols itself), a LongTensor: eps[perm[i]] is x0[i]'s partner.")
@@ -183,7 +186,8 @@ def check_ot_coupling(fn: Fn, ctx: CheckContext) -> str:
             elif perm == list(range(n)):
                 message += " Yours is the identity: the independent coupling, not the optimal one."
             raise Mismatch(message)
-    return "every answer is a permutation with the smallest total squared distance (checked against the Hungarian solution)."
+    return ("every answer is a permutation with the smallest total squared distance (checked against the Hungarian "
+            "solution).")
 
 
 # ----------------------------------------------------------------------------------------- (e) straightness
@@ -199,7 +203,7 @@ def _straight(v, eps, steps, *, chord_sign=1.0, square=True, chord_start=False):
     return torch.stack([(d ** 2).sum(1) if square else d.norm(dim=1) for d in dev]).mean(0)
 
 
-@register_check("straightness", chapter=CHAPTER,
+@register_check("straightness", chapter=CHAPTER, references=(straightness_reference,),
                 hint="Euler from z = eps over times = linspace(1, 0, steps + 1), keeping each step's velocity v_k; "
                      "chord = z_1 − z_0 = eps − (the end point); return the mean over k of |chord − v_k|² "
                      "(summed over the dimensions), one value per path.")
@@ -222,8 +226,9 @@ def check_straightness(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (f) marginal velocity
-@register_check("marginal_velocity", chapter=CHAPTER,
-                hint="s² = (1 − t)²σ² + t²; responsibilities r_k ∝ w_k·N(x; (1 − t)μ_k, s²I); with d_k = x − (1 − t)μ_k: "
+@register_check("marginal_velocity", chapter=CHAPTER, references=(mixture_marginal_velocity,),
+                hint="s² = (1 − t)²σ² + t²; responsibilities r_k ∝ w_k·N(x; (1 − t)μ_k, s²I); "
+                     "with d_k = x − (1 − t)μ_k: "
                      "E[eps | x, k] = (t/s²)·d_k and E[x0 | x, k] = μ_k + ((1 − t)σ²/s²)·d_k; "
                      "v = Σ_k r_k (E[eps | x, k] − E[x0 | x, k]).")
 def check_marginal_velocity(fn: Fn, ctx: CheckContext) -> str:

@@ -12,9 +12,9 @@ times). With :math:`h = t_{k+1} - t_k < 0`:
     x_{k+1} = x_k + \tfrac h2\big(v(x_k, t_k) + v(\tilde x, t_{k+1})\big) .
 
 Euler costs one network evaluation per step, Heun two (second order: its error shrinks like :math:`h^2`).
-The first argument is a velocity field ``v(x, t)`` with continuous ``t`` of shape ``(B,)`` (`diffcourse.flows.velocity_fn`
-wraps a flow network, `diffcourse.flows.diffusion_velocity_fn` a diffusion model's noise predictor); the schedule
-argument of the common signature is not used (pass ``None``).
+The first argument is a velocity field ``v(x, t)`` with continuous ``t`` of shape ``(B,)``
+(`diffcourse.flows.velocity_fn` wraps a flow network, `diffcourse.flows.diffusion_velocity_fn` a diffusion model's
+noise predictor); the schedule argument of the common signature is not used (pass ``None``).
 """
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def flow_sample(v: VelocityFn, shape_or_x: Sequence[int] | torch.Tensor, *, step
         raise ValueError(f"method must be one of {list(FLOW_METHODS)}, got {method!r}.")
     grid = flow_grid(steps) if times is None else torch.as_tensor(times, dtype=torch.float64)
     if len(grid) < 2 or not bool((grid[1:] < grid[:-1]).all()):
-        raise ValueError("A flow sampler walks a strictly decreasing grid of times, from noise (t = 1) to data (t = 0).")
+        raise ValueError("A flow sampler walks a strictly decreasing grid of times, from noise (t = 1) to data "
+                         "(t = 0): pass times in decreasing order.")
     if not isinstance(shape_or_x, torch.Tensor) and float(grid[0]) != 1.0:
         # a grid that starts below t = 1: the path's noise there is t_0·ε (its data part (1 - t_0)·x_0 is dropped,
         # as DDIM drops sqrt(ᾱ_T)·x_0 when it starts from N(0, I))
