@@ -193,6 +193,15 @@ def saved_activation_bytes(model: torch.nn.Module, loss: Callable[[], torch.Tens
     return total
 
 
+def forward_flops(net: Callable, x: torch.Tensor, time_arg: bool = True) -> int:
+    """Floating-point operations of one forward pass on one item (torch's FlopCounterMode: matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(x, torch.tensor([500])) if time_arg else net(x)
+    return int(counter.get_total_flops())
+
+
 def speed_part(pixel, ldm, vae, schedule, train_x, args) -> dict:
     B, g = 128, torch.Generator().manual_seed(args.seed)
     x = train_x[:B]
@@ -213,6 +222,9 @@ def speed_part(pixel, ldm, vae, schedule, train_x, args) -> dict:
     out["encoder_images_per_s"] = round(1000 / best, 1)
     out["latent"]["train_images_per_s_encoding_on_the_fly"] = round(
         1 / (1 / out["latent"]["train_images_per_s"] + 1 / out["encoder_images_per_s"]), 1)
+    out["pixel"]["forward_flops_per_image"] = forward_flops(pixel, torch.randn(1, 1, 28, 28))
+    out["latent"]["forward_flops_per_image"] = forward_flops(ldm, torch.randn(1, ldm.latent_ch, 7, 7))
+    out["decoder_flops_per_image"] = forward_flops(vae.decode, torch.randn(1, ldm.latent_ch, 7, 7), time_arg=False)
     out["pixel"]["state_numbers_per_sample"] = 28 * 28
     out["latent"]["state_numbers_per_sample"] = ldm.latent_ch * 7 * 7
     out["train_speedup"] = round(out["latent"]["train_images_per_s"] / out["pixel"]["train_images_per_s"], 2)
