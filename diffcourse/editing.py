@@ -24,7 +24,7 @@ Randomness: every function takes a ``generator``; noise is drawn on the CPU from
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,7 @@ from .schedules import NoiseSchedule
 
 __all__ = ["noise_to", "start_index", "edit_grid", "reverse_step", "replace_known", "replacement_step", "repaint_jump",
            "repaint_step", "inpaint", "inpaint_nfe", "sdedit_start", "sdedit", "low_pass", "ilvr_correct", "ilvr_step",
-           "ilvr", "super_resolve", "relabel", "make_mask", "MASKS", "seam_score"]
+           "ilvr", "super_resolve", "relabel", "make_mask", "MASKS", "seam_score", "visible_label_posterior", "kid_against"]
 
 MASKS = ("centre", "top", "bottom", "left", "right", "random")
 
@@ -352,3 +352,48 @@ def seam_score(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     if (count == 0).any():
         raise ValueError("the mask has no boundary (all known or all unknown): there is no seam to measure.")
     return total / count
+
+
+def visible_label_posterior(x: torch.Tensor, mask: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor, *,
+                            k: int = 10, num_classes: int = 10, batch_size: int = 256) -> torch.Tensor:
+    r"""What the known pixels alone say about the label: a k-nearest-neighbour estimate of
+    :math:`P(y\mid m\odot x)`, the label frequencies among the ``k`` training images closest to ``x`` on the
+    known pixels (:math:`\lVert m\odot(x - x_i)\rVert`). Shape ``(B, num_classes)``.
+
+    Two references for an inpainting's *agreement* follow from it: a sampler of the true
+    :math:`p(x_\text{hidden}\mid x_\text{known})` keeps the original label with probability
+    :math:`P(y\mid m\odot x)` (the mean of the original label's column), and no completion can be read as the
+    original label more often than the best guess from the known pixels (the accuracy of the argmax) — a
+    ceiling, up to the k-NN estimate's own error."""
+    m = _as_mask(mask, x).expand_as(x).flatten(1).float()
+    pool = train_x.flatten(1).float()
+    counts = []
+    for i in range(0, len(x), batch_size):
+        mi = m[i:i + batch_size]
+        q = x[i:i + batch_size].flatten(1).float() * mi
+        # |m(q - p)|^2 = |mq|^2 - 2 (mq).p + |m p|^2, with |m p|^2 = (m) . p^2 for a 0/1 mask
+        d2 = (q * q).sum(1, keepdim=True) - 2 * q @ pool.T + mi @ (pool * pool).T
+        nearest = d2.topk(k, dim=1, largest=False).indices
+        counts.append(F.one_hot(train_y[nearest].long(), num_classes).sum(1).float() / k)
+    return torch.cat(counts)
+
+
+def kid_against(reference: torch.Tensor, degree: int = 3, coef0: float = 1.0) -> Callable[..., float]:
+    r"""`diffcourse.metrics.kid` against one fixed set of reference features ``(n, d)``, as a metric
+    ``m(features, _=None) -> float`` for `diffcourse.measure.bootstrap_difference` (pass ``reference=None``).
+
+    The reference's own term :math:`\frac{1}{n(n-1)}\sum_{i\ne j}k(y_i, y_j)` is computed once, so a bootstrap
+    of many sample sets costs only their own kernels. Holding the reference fixed leaves its noise out of the
+    interval; it is common to both sides of a difference, and small for a reference much larger than the samples."""
+    y = torch.as_tensor(reference, dtype=torch.float64)
+    n, gamma = len(y), 1.0 / y.shape[1]
+    kernel = lambda a, b: (gamma * a @ b.T + coef0) ** degree  # noqa: E731  (the kernel of metrics.kid)
+    kyy = kernel(y, y)
+    s_yy = float((kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1)))
+
+    def metric(x: torch.Tensor, _: Any = None) -> float:
+        x = torch.as_tensor(x, dtype=torch.float64)
+        m = len(x)
+        kxx = kernel(x, x)
+        return float((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1)) + s_yy - 2 * kernel(x, y).mean())
+    return metric

@@ -318,3 +318,28 @@ def test_everything_runs_on_the_given_device():
     assert dev.device.type == device and torch.allclose(dev.cpu(), cpu, atol=1e-4)
     assert E.ilvr(Counting(), SCHED, x0, 2, steps=4, generator=gen(), device=device).device.type == device
     assert E.sdedit(Counting(), SCHED, x0, 0.5, steps=4, generator=gen(), device=device).device.type == device
+
+
+# ----------------------------------------------------------------------------------------- references for measuring
+def test_visible_label_posterior_reads_the_label_from_the_known_pixels_only():
+    """Training images whose top half encodes the label and whose bottom half is noise: the posterior from the top
+    half is one-hot on the right label; from the bottom half alone it is no better than chance."""
+    g = torch.Generator().manual_seed(0)
+    train_y = torch.arange(200) % 10
+    train_x = torch.rand(200, 1, 28, 28, generator=g)
+    train_x[:, :, :14] = (train_y.float() / 10).reshape(-1, 1, 1, 1)
+    query_y = torch.tensor([3, 7, 0])
+    query = torch.rand(3, 1, 28, 28, generator=g)
+    query[:, :, :14] = (query_y.float() / 10).reshape(-1, 1, 1, 1)
+    top = E.visible_label_posterior(query, E.make_mask("bottom"), train_x, train_y, k=5)
+    assert torch.equal(top.argmax(1), query_y) and torch.allclose(top.max(1).values, torch.ones(3))
+    bottom_only = E.visible_label_posterior(query, E.make_mask("top"), train_x, train_y, k=5)
+    assert bottom_only.max(1).values.max() < 1.0
+
+
+def test_kid_against_a_fixed_reference_equals_kid():
+    from diffcourse.metrics import kid
+
+    g = torch.Generator().manual_seed(1)
+    ref, x = torch.randn(300, 16, generator=g), torch.randn(40, 16, generator=g) + 0.3
+    assert math.isclose(E.kid_against(ref)(x), kid(x, ref), rel_tol=1e-12)

@@ -170,3 +170,51 @@ def test_bad_method_message():
     sde = VPSDE(make_schedule("linear", T=10))
     with pytest.raises(ValueError, match="heun"):
         probability_flow_ode_sample(lambda x, t: x, sde.schedule, (2, 2), steps=2, method="midpoint")
+
+
+def test_ode_bpd_floor_is_the_density_of_the_sharpest_data_and_a_lower_bound_for_any_other():
+    """p_{t_eps} of data on the grey levels is a Gaussian mixture over levels; its bits/dim equal the floor when each
+    pixel sits on its nearest level with certainty, and exceed it for any other distribution over the levels."""
+    from diffcourse.samplers.sde import grey_levels, ode_bpd_floor
+
+    sde, t_eps, D = VPSDE(make_schedule("linear", T=1000)), 1e-3, 40
+    ab = float(sde.alpha_bar(torch.tensor([t_eps])))
+    sigma, centres = math.sqrt(1 - ab), math.sqrt(ab) * grey_levels()
+    g = torch.Generator().manual_seed(0)
+    k = torch.randint(0, 256, (3, D), generator=g)
+    x = (k + torch.rand(3, D, generator=g, dtype=torch.float64)) / 128 - 1            # dequantised, in [-1, 1]
+    log_normal = -0.5 * ((x[..., None] - centres) / sigma) ** 2 - math.log(sigma * math.sqrt(2 * math.pi))  # (3, D, 256)
+    floor = ode_bpd_floor(x, sde, t_eps)
+    sharpest = bits_per_dim(log_normal.max(-1).values.sum(1), D)
+    assert torch.allclose(floor, sharpest, atol=1e-9)
+    weights = torch.distributions.Dirichlet(torch.full((256,), 0.3)).sample((D,)).double()  # any P per pixel
+    other = bits_per_dim(torch.logsumexp(log_normal + weights.log(), -1).sum(1), D)
+    assert (other > floor).all()
+    assert 1.6 < floor.mean().item() < 1.9, "sigma(1e-3) = 0.01 is wider than a bin of 2/256: a floor of ~1.7 bits/dim"
+
+
+def test_decoder_bpd_floor_matches_the_gaussian_mass_of_one_bin():
+    from diffcourse.samplers.sde import decoder_bpd_floor
+
+    std, half = 0.01, 1 / 255
+    normal = torch.distributions.Normal(0.0, 1.0)
+    interior = -math.log2(float(2 * normal.cdf(torch.tensor(half / std)) - 1))
+    edge = -math.log2(float(normal.cdf(torch.tensor(half / std))))
+    x = torch.tensor([[[[-1.0, 1.0, 127 / 127.5 - 1, 3 / 127.5 - 1]]]])
+    assert math.isclose(float(decoder_bpd_floor(x, std)), (2 * edge + 2 * interior) / 4, rel_tol=1e-6)
+    assert 1.6 < interior < 1.8 and 0.5 < edge < 0.7
+
+
+def test_probability_flow_ode_encode_inverts_the_sampler():
+    """With the exact mixture score, decoding then encoding returns the starting noise up to the solvers' error;
+    with 2 steps it does not (so the check can fail)."""
+    from diffcourse.samplers.sde import probability_flow_ode_encode
+
+    s = make_schedule("linear", T=1000)
+    eps = eps_from_score(exact_vp_score(VPSDE(s)), VPSDE(s))
+    x1 = torch.randn(200, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    errors = []
+    for steps in (2, 100):
+        x0 = probability_flow_ode_sample(eps, s, x1.clone(), steps=steps, method="rk4")
+        errors.append((probability_flow_ode_encode(eps, s, x0, steps=steps, method="rk4") - x1).norm(dim=1).median().item())
+    assert errors[1] < 0.02 < errors[0]

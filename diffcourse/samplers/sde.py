@@ -31,7 +31,8 @@ from .loop import Step, sample_loop, steps_iter
 
 __all__ = ["VPSDE", "VESDE", "score_from_eps_fn", "time_grid", "euler_maruyama", "reverse_drift", "pf_ode_velocity",
            "langevin_correct", "ode_step", "pc_step", "pf_ode_step", "reverse_sde_sample", "predictor_corrector_sample",
-           "probability_flow_ode_sample", "ode_likelihood", "bits_per_dim", "NFE_PER_STEP", "ScoreFn"]
+           "probability_flow_ode_sample", "ode_likelihood", "bits_per_dim", "NFE_PER_STEP", "ScoreFn",
+           "probability_flow_ode_encode", "grey_levels", "ode_bpd_floor", "decoder_bpd_floor"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -360,3 +361,62 @@ def bits_per_dim(log_likelihood: torch.Tensor, dims: int, bins: int = 256, data_
     (e.g. [-1, 1]) into bits per dimension of the discrete ``bins``-level data, under uniform
     dequantisation: :math:`\mathrm{bpd} = -\big(\log p(x) + D\log(\text{range}/\text{bins})\big)/(D\ln 2)`."""
     return -(log_likelihood + dims * math.log(data_range / bins)) / (dims * math.log(2))
+
+
+def probability_flow_ode_encode(eps_fn: EpsFn, schedule: NoiseSchedule, x0: torch.Tensor, *, steps: int = 50,
+                                method: str = "heun", t_eps: float = 1e-3, **loop: Any) -> torch.Tensor:
+    r"""Run the probability-flow ODE *forwards*, from data at ``t_eps`` to noise at :math:`t=1`, on the reverse of
+    `probability_flow_ode_sample`'s grid: the encoder whose inverse is that sampler. With exact integration,
+    ``probability_flow_ode_sample(eps_fn, schedule, probability_flow_ode_encode(eps_fn, schedule, x0))``
+    returns ``x0``; with finite steps the round trip is off by the two solvers' errors."""
+    sde = VPSDE(schedule)
+    grid = time_grid(steps, t_eps).flip(0)
+    return sample_loop(pf_ode_step(score_from_eps_fn(eps_fn, sde), sde, method), grid, x0, desc=f"ODE encode ({method})",
+                       **loop)
+
+
+def grey_levels(bins: int = 256, data_range: float = 2.0) -> torch.Tensor:
+    """The ``bins`` grey levels of the data scaled to ``[-range/2, range/2]`` (MNIST: ``k/127.5 - 1``), float64."""
+    return torch.linspace(-data_range / 2, data_range / 2, bins, dtype=torch.float64)
+
+
+def ode_bpd_floor(x: torch.Tensor, sde: VPSDE, t_eps: float, bins: int = 256, data_range: float = 2.0) -> torch.Tensor:
+    r"""The fewest bits/dim that `ode_likelihood` (started at ``t_eps``) and `bits_per_dim` can report for the
+    dequantised images ``x``, **whatever the data and even with the exact score**. Per example, shape ``(B,)``.
+
+    The ODE measures :math:`\log p_{t_\varepsilon}(x)`, the density of the data *seen through the noise of*
+    :math:`t_\varepsilon`. Data on the grey levels :math:`c_k` give :math:`p_{t_\varepsilon}(x)=\sum_k P(k)\,
+    \mathcal N(x;\sqrt{\bar\alpha}\,c_k,\sigma^2I)` with :math:`\sigma^2 = 1-\bar\alpha(t_\varepsilon)`; since the
+    :math:`P(k)` sum to one, :math:`p_{t_\varepsilon}(x)\le\prod_d\max_k\mathcal N(x_d;\sqrt{\bar\alpha}\,c_k,\sigma^2)`, so
+
+    .. math:: \text{bpd}\;\ge\;\frac{1}{D\ln 2}\sum_d\Big[\tfrac12\log(2\pi\sigma^2)+\frac{\delta_d^2}{2\sigma^2}
+              -\log\frac{\text{range}}{\text{bins}}\Big],
+
+    :math:`\delta_d` the distance from :math:`x_d` to the nearest :math:`\sqrt{\bar\alpha}\,c_k`. When :math:`\sigma`
+    is wider than a bin (:math:`\text{range}/\text{bins}`) this floor is well above zero: the protocol, not the
+    network, sets it.
+    """
+    t = torch.tensor([t_eps], dtype=torch.float64)
+    ab = float(sde.alpha_bar(t))
+    sigma2 = 1 - ab
+    levels = math.sqrt(ab) * grey_levels(bins, data_range)
+    flat = x.detach().double().cpu().flatten(1)
+    idx = torch.bucketize(flat, levels).clamp(1, bins - 1)
+    delta = torch.minimum((flat - levels[idx - 1]).abs(), (flat - levels[idx]).abs())
+    log_density = (-0.5 * math.log(2 * math.pi * sigma2) - delta**2 / (2 * sigma2)).sum(1)
+    return bits_per_dim(log_density, flat.shape[1], bins, data_range)
+
+
+def decoder_bpd_floor(x0: torch.Tensor, std: float, bins: int = 256) -> torch.Tensor:
+    r"""Bits/dim of DDPM's discretised Gaussian decoder :math:`L_0` (`diffcourse.metrics.ddpm_elbo_bpd`, std
+    :math:`\sigma_1=\sqrt{\beta_1}`) when its mean sits exactly on each pixel's grey level — what an exact
+    denoiser gives where the neighbouring levels are unlikely. Per example, ``(B,)``; ``x0`` on the ``bins`` levels.
+
+    An interior level keeps only the mass :math:`2\Phi(1/((\text{bins}-1)\sigma))-1` of the Gaussian (0.31 for
+    :math:`\sigma=0.01`: 1.7 bits); the two extreme levels keep :math:`\Phi(\cdot)` (0.65: 0.6 bits). The ELBO adds
+    this to KL terms that are :math:`\ge 0`, so it sits above it."""
+    from ..metrics import _discretised_gaussian_log_likelihood
+
+    x0 = x0.detach().double().cpu()
+    log_p = _discretised_gaussian_log_likelihood(x0, x0, std, bins).flatten(1).sum(1)
+    return -log_p / (x0[0].numel() * math.log(2))
