@@ -93,6 +93,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("mnist-flow", "flow", "UNet", dict(_UNET), **dict(_STUDY, min_snr_gamma=None),
            description="The same U-Net and 6500-step budget trained by conditional flow matching on the linear "
                        "path x_t = (1-t) x_0 + t eps (chapter 10)."),
+    Recipe("mnist-ddpm-wide", "diffusion", "UNet", dict(_UNET, ch=32), **dict(_DIFFUSION, min_snr_gamma=None,
+                                                                      snapshot_every=1500),
+           description="Candidate for mnist-ddpm (issue 29's capacity run): the U-Net at 32 base channels (1.1M "
+                       "parameters), plain L_simple, the shipped 19 500-step schedule with its warm restart."),
     Recipe("mnist-classifier", "classifier", "Classifier", dict(ch=32, dropout=0.2), steps=4000, batch_size=128,
            lr=2e-3, lr_schedule="cosine", warmup=100, max_shift=2, bf16=True,
            description="CNN on clean MNIST (±2 px random shifts, cosine LR); its penultimate layer is the FID feature space."),
