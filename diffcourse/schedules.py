@@ -15,8 +15,10 @@ and the closed form that lets us jump straight to any step
     q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)
     \iff x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon .
 
-All tables are computed in float64 (a cumulative product of 1000 numbers close
-to 1 loses digits in float32) and cast to the dtype of the data on use.
+All tables are computed in float64 and cast to the dtype of the data on use. (The
+cumulative product itself survives float32 to about 1e-7; what float32 loses is
+1 - alpha_bar_t near t = 0, a difference of two numbers close to 1: see
+`one_minus_alpha_bars`.)
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ __all__ = [
     "NoiseSchedule",
     "make_schedule",
     "respace",
+    "prior_kl",
+    "one_minus_alpha_bars",
     "linear_betas",
     "cosine_betas",
     "sigmoid_betas",
@@ -69,7 +73,9 @@ def sigmoid_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, spre
     with :math:`z_t` evenly spaced in ``[-spread, spread]``.
 
     It starts and ends flatter than the linear schedule (GeoDiff, Xu et al. 2022),
-    spending more steps at low and high noise.
+    spending more steps at low and high noise. This is the sigmoid *in beta* of the DDIM code
+    (``ermongroup/ddim``, option ``sigmoid``) that GeoDiff trains with; it is not the sigmoid in
+    :math:`\bar\alpha` / log-SNR (start, end, temperature) of Jabri et al. (2022) and Chen (2023).
     """
     z = torch.linspace(-spread, spread, T, dtype=torch.float64)
     return beta_start + (beta_end - beta_start) * torch.sigmoid(z)
@@ -239,3 +245,44 @@ def respace(schedule: NoiseSchedule, steps: int) -> tuple[NoiseSchedule, torch.T
     ab = schedule.alpha_bars[tau]
     betas = 1 - ab / torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
     return NoiseSchedule(betas, name=f"{schedule.name}, respaced to {int(steps)}"), tau
+
+
+def prior_kl(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
+    r"""The prior term of the DDPM bound, :math:`L_T = D_{KL}\big(q(x_T\mid x_0)\,\|\,\mathcal N(0,I)\big)`,
+    in nats, one value per example of the batch ``x0`` (shape ``(B, …)``).
+
+    With :math:`\bar\alpha = \bar\alpha_{T-1}` (the last step, 0-based), each dimension contributes
+
+    .. math::
+
+        D_{KL}\big(\mathcal N(\sqrt{\bar\alpha}\,x_0,\ 1-\bar\alpha)\,\|\,\mathcal N(0,1)\big)
+        = \tfrac12\big(\bar\alpha\,x_0^2-\bar\alpha-\log(1-\bar\alpha)\big),
+
+    and the dimensions are summed. It vanishes only as :math:`\bar\alpha_{T-1}\to 0`: otherwise sampling from
+    :math:`\mathcal N(0,I)` starts from the wrong distribution.
+    """
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    if x0.ndim == 0:
+        raise ValueError("x0 must be a batch of shape (B, ...); wrap a single value as torch.tensor([value]).")
+    ab = schedule.alpha_bars[-1]
+    per_dim = 0.5 * (ab * x0**2 - ab - torch.log1p(-ab))
+    return per_dim.reshape(len(x0), -1).sum(dim=1)
+
+
+def one_minus_alpha_bars(betas: torch.Tensor) -> torch.Tensor:
+    r""":math:`1-\bar\alpha_t` for ``t = 0 … T-1`` without cancellation, in the dtype of ``betas``:
+
+    .. math::
+
+        1-\bar\alpha_t = -\operatorname{expm1}\Big(\sum_{s\le t}\operatorname{log1p}(-\beta_s)\Big).
+
+    Forming :math:`\bar\alpha_t` first and subtracting it from 1 cancels the leading digits when
+    :math:`\bar\alpha_t` is close to 1 (small ``t``): float32 keeps about 7 significant digits *of*
+    :math:`\bar\alpha_t`, so :math:`1-\bar\alpha_t\approx 10^{-4}` keeps only 3–4, and a value below
+    :math:`6\cdot10^{-8}` becomes exactly 0. ``log1p`` and ``expm1`` never form a number near 1.
+    (`NoiseSchedule` keeps its tables in float64, where the plain form is accurate to about 1e-12.)
+    """
+    betas = torch.as_tensor(betas)
+    if not betas.dtype.is_floating_point:
+        raise TypeError("betas must be a floating-point tensor (the variances beta_t); got " + str(betas.dtype) + ".")
+    return -torch.expm1(torch.cumsum(torch.log1p(-betas), dim=0))

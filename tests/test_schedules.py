@@ -126,3 +126,38 @@ def test_respace_keeps_the_alpha_bars_of_the_kept_timesteps(name):
     assert torch.equal(every, torch.arange(1000))
     with pytest.raises(ValueError, match="between 1 and T"):
         respace(long, 0)
+
+
+def test_prior_kl_is_the_gaussian_kl_summed_over_dimensions():
+    from torch.distributions import Normal, kl_divergence
+
+    from diffcourse.schedules import prior_kl
+
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 1, 3, 3, generator=g, dtype=torch.float64) * 2 - 1
+    for s in (make_schedule("linear", T=10), make_schedule("linear", T=1000), make_schedule("cosine", T=50)):
+        ab = s.alpha_bars[-1]
+        reference = kl_divergence(Normal(ab.sqrt() * x0, (1 - ab).sqrt()), Normal(0.0, 1.0)).reshape(4, -1).sum(1)
+        torch.testing.assert_close(prior_kl(s, x0), reference, rtol=1e-9, atol=1e-15)
+    # a chain that ends in noise leaves (almost) nothing; one that keeps 90 % of the signal does not
+    assert prior_kl(make_schedule("cosine", T=10), x0).max() < 1e-3 < 1.0 < prior_kl(make_schedule("linear", T=10), x0).min()
+    with pytest.raises(ValueError, match="batch"):
+        prior_kl(make_schedule("linear", T=10), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "sigmoid"])
+def test_one_minus_alpha_bars_keeps_float32_digits_near_t0(name):
+    from diffcourse.schedules import one_minus_alpha_bars
+
+    s = make_schedule(name, T=1000)
+    truth = 1 - s.alpha_bars  # float64
+    torch.testing.assert_close(one_minus_alpha_bars(s.betas), truth, rtol=1e-12, atol=0)
+    stable = one_minus_alpha_bars(s.betas.float()).double()
+    naive = (1 - torch.cumprod(1 - s.betas.float(), 0)).double()
+    assert ((stable - truth).abs() / truth).max() < 2e-6
+    assert ((naive[0] - truth[0]).abs() / truth[0]) > 1e-5  # the cancellation the stable form avoids
+    tiny = torch.tensor([1e-8])  # below float32's spacing near 1: 1 - 1e-8 rounds to 1
+    assert (1 - torch.cumprod(1 - tiny, 0)).item() == 0.0
+    assert math.isclose(one_minus_alpha_bars(tiny).item(), 1e-8, rel_tol=1e-6)
+    with pytest.raises(TypeError, match="floating-point"):
+        one_minus_alpha_bars(torch.tensor([1, 2]))
