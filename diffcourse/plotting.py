@@ -126,3 +126,41 @@ def fig_to_png(fig: plt.Figure, dpi: int = 80) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+def plot_guidance_over_t(readers: list[Mapping], records: Mapping[float, list[Mapping]],
+                         decided: Mapping[float, list[float]], axes: list[plt.Axes] | None = None):
+    r"""Chapter 5: why classifier guidance at :math:`s=1` under-steers. Left: the size of the guidance term at unit
+    scale, :math:`\lVert\sqrt{1-\bar\alpha_t}\nabla\log p(y\mid x_t)\rVert/\sqrt d`, against t — for the noise-aware
+    network and Bayes' rule over the training digits on noised real digits (``readers``, from
+    `guidance_study.noisy_readers`) and along the guided sampler (``records[s]``, from `guidance_study.guidance_probe`),
+    beside the noise prediction's own size (≈ 1). Right: the share of samples whose predicted :math:`\hat x_0` already
+    reads as their final digit (``decided[s]``), and the classifier's :math:`p_\phi(y\mid x_t)` along the sampler."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.9), layout="constrained")
+    ax1, ax2 = axes
+    t_r = [r["t"] for r in readers]
+    ax1.plot(t_r, [r["network"]["guidance"] for r in readers], "o-", label="network, on noised test digits")
+    ax1.plot(t_r, [r["bayes"]["guidance"] for r in readers], "s--", label="Bayes over training digits, same digits")
+    for s, rec in records.items():
+        ax1.plot([r["t"] for r in rec], [r["guidance"] for r in rec], ".-", label=f"network, along the s = {s:g} sampler")
+    first = next(iter(records.values()))
+    ax1.plot([r["t"] for r in first], [r["eps"] for r in first], ":", color="grey", label=r"$\|\varepsilon_\theta\|/\sqrt{d}$")
+    ax1.set_yscale("log")
+    ax1.set_ylim(1e-3, 3)
+    ax1.set_xlabel("timestep t (sampling runs right to left)")
+    ax1.set_ylabel(r"$\|\sqrt{1-\bar\alpha_t}\,\nabla\log p(y|x_t)\|/\sqrt{d}$")
+    ax1.set_title("size of the guidance term at s = 1")
+    for s, share in decided.items():
+        ax2.plot([r["t"] for r in records.get(s, first)], share, "o-", ms=3, label=f"class already decided, s = {s:g}")
+    for s, rec in records.items():
+        ax2.plot([r["t"] for r in rec], [r["p_y"] for r in rec], "--", label=rf"$p_\phi$(asked digit | $x_t$), s = {s:g}")
+    ax2.set_xlabel("timestep t (sampling runs right to left)")
+    ax2.set_ylabel("share / probability")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_title("when is the digit decided?")
+    for ax in axes:
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    return axes

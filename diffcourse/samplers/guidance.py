@@ -29,7 +29,7 @@ from ..objectives import EpsFn
 from ..schedules import NoiseSchedule
 
 __all__ = ["cfg_combine", "cfg_combine_paper", "w_from_paper", "cfg_eps_fn", "classifier_log_prob_grad",
-           "classifier_guided_eps", "classifier_guided_eps_fn"]
+           "classifier_guided_eps", "classifier_guided_eps_fn", "classifier_guided_mean"]
 
 
 def cfg_combine(eps_c: torch.Tensor, eps_u: torch.Tensor, w: float) -> torch.Tensor:
@@ -109,3 +109,22 @@ def classifier_guided_eps_fn(eps_fn: EpsFn, classifier: nn.Module, schedule: Noi
         return classifier_guided_eps(eps, grad, schedule.extract(schedule.alpha_bars, t.long(), x), scale)
 
     return f
+
+
+def classifier_guided_mean(mean: torch.Tensor, variance: torch.Tensor | float, grad_log_py: torch.Tensor,
+                           scale: float) -> torch.Tensor:
+    r"""Dhariwal & Nichol's Algorithm 1 (guided ancestral sampling): shift the reverse step's Gaussian mean,
+
+    .. math:: x_{t-1}\sim\mathcal N\big(\mu + s\,\Sigma\,\nabla_{x_t}\log p_\phi(y\mid x_t, t),\ \Sigma\big),
+
+    with :math:`\mu, \Sigma = \sigma_t^2 I` the unguided DDPM step's mean and variance. Putting the guided
+    :math:`\hat\varepsilon` (their Algorithm 2, `classifier_guided_eps`) into the DDPM mean
+    :math:`\mu = (x_t - \beta_t\hat\varepsilon/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}` shifts it by
+    :math:`s\,\beta_t\,\nabla\log p/\sqrt{\alpha_t}` instead: the same step up to :math:`1/\sqrt{\alpha_t}\approx1`
+    when :math:`\sigma_t^2=\beta_t`. Algorithm 1 needs a variance, so it is for ancestral sampling only; DDIM uses
+    the ε form.
+    """
+    v = torch.as_tensor(variance, dtype=mean.dtype, device=mean.device)
+    if v.ndim == 1:
+        v = v.reshape(-1, *([1] * (mean.ndim - 1)))
+    return mean + scale * v * grad_log_py
