@@ -9,7 +9,7 @@ A row is ``SAMPLER[:STEPS[:ETA_OR_W]]``:
 * ``cfg:S:W`` — ``mnist-cfg`` with classifier-free guidance weight W, DDIM with S steps, balanced labels.
 
 Every row draws N samples with the same seed (`diffcourse.sampling.generate`, the code behind
-``python -m diffcourse sample``) and scores them with `diffcourse.commands.evaluate.evaluate_images`
+``python -m diffcourse sample``) and scores them with `diffcourse.evaluation.evaluate_images`
 (FID against N test digits in the ``mnist-classifier`` feature space, the real-vs-real floor at N,
 IS analogue, precision/recall, accuracy for conditional rows). ``--fid-vs-n`` adds FID of one model at
 N = 250 … 5000 (DDIM-10, the cheapest sampler) next to the floor — FID and KID, over several disjoint draws
@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from diffcourse import get_device, load_pretrained
-from diffcourse.commands.evaluate import evaluate_images
+from diffcourse.evaluation import evaluate_images
 from diffcourse.sampling import generate, parse_labels
 from diffcourse.data.mnist import load_mnist
 from diffcourse.measure import balanced_labels, bootstrap_difference, draw_reference, fid_features, matched_floor

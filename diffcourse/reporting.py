@@ -119,44 +119,58 @@ def rst_to_markdown(text: str) -> str:
     out: list[str] = []
     i = 0
     while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        base = _indent_of(line)
-        if stripped.startswith(".. math::"):
-            first = stripped[len(".. math::"):].strip()
-            block, i = _take_block(lines, i + 1, base)
-            body = ([first] if first else []) + block
-            paragraphs = [p.strip() for p in "\n".join(body).split("\n\n") if p.strip()]
-            for p in paragraphs:
-                out += ["", "$$", p, "$$", ""]
-            continue
-        if stripped.startswith(">>>"):
-            j = i
-            while j < len(lines) and lines[j].strip():
-                j += 1
-            out += ["```python"] + [ln[base:] for ln in lines[i:j]] + ["```"]
-            i = j
-            continue
-        if _TABLE_BORDER.match(line):
-            j = i
-            while j < len(lines) and lines[j].strip():
-                j += 1
-            out += ["", *_simple_table(lines[i:j]), ""]
-            i = j
-            continue
-        if stripped.endswith("::") and not stripped.startswith(".."):
-            block, j = _take_block(lines, i + 1, base)
-            if block and any(b.strip() for b in block):
-                lead = line.rstrip()[:-2].rstrip()
-                if lead.strip():
-                    out.append(_inline(lead) + ":")
-                out += ["", "```text"] + block + ["```", ""]
-                i = j
-                continue
-        out.append(_inline(line))
-        i += 1
+        converted, i = _convert_block(lines, i)
+        out += converted
     md = _MATH.sub(lambda m: f"${' '.join(m.group(1).split())}$", "\n".join(out))  # roles broken across lines
     return re.sub(r"\n{3,}", "\n\n", md).strip()
+
+
+def _paragraph_end(lines: list[str], i: int) -> int:
+    """The index of the first blank line at or after ``i`` (or the end)."""
+    while i < len(lines) and lines[i].strip():
+        i += 1
+    return i
+
+
+def _math_display(lines: list[str], i: int, base: int) -> tuple[list[str], int]:
+    """A ``.. math::`` directive at line ``i`` (its own line may hold the formula): one ``$$`` display per paragraph."""
+    first = lines[i].strip()[len(".. math::"):].strip()
+    block, j = _take_block(lines, i + 1, base)
+    body = ([first] if first else []) + block
+    out: list[str] = []
+    for p in (p.strip() for p in "\n".join(body).split("\n\n")):
+        if p:
+            out += ["", "$$", p, "$$", ""]
+    return out, j
+
+
+def _literal_block(lines: list[str], i: int, base: int) -> tuple[list[str], int] | None:
+    """A paragraph ending in ``::`` at line ``i`` followed by an indented block: the lead-in, then the block fenced as
+    text; ``None`` if no indented block follows."""
+    block, j = _take_block(lines, i + 1, base)
+    if not (block and any(b.strip() for b in block)):
+        return None
+    lead = lines[i].rstrip()[:-2].rstrip()
+    return ([_inline(lead) + ":"] if lead.strip() else []) + ["", "```text"] + block + ["```", ""], j
+
+
+def _convert_block(lines: list[str], i: int) -> tuple[list[str], int]:
+    """The Markdown for what starts at line ``i`` — a maths display, a ``>>>`` example, a simple table, a literal
+    block or one ordinary line — and the index of the line after it."""
+    line, stripped, base = lines[i], lines[i].strip(), _indent_of(lines[i])
+    if stripped.startswith(".. math::"):
+        return _math_display(lines, i, base)
+    if stripped.startswith(">>>"):
+        j = _paragraph_end(lines, i)
+        return ["```python"] + [ln[base:] for ln in lines[i:j]] + ["```"], j
+    if _TABLE_BORDER.match(line):
+        j = _paragraph_end(lines, i)
+        return ["", *_simple_table(lines[i:j]), ""], j
+    if stripped.endswith("::") and not stripped.startswith(".."):
+        literal = _literal_block(lines, i, base)
+        if literal is not None:
+            return literal
+    return [_inline(line)], i + 1
 
 
 def docstring_markdown(obj: Any) -> str:

@@ -54,11 +54,11 @@ def gen():
 
 @pytest.fixture
 def fresh_grading(monkeypatch):
-    """No results file and no global time limit from the environment, and an empty record of check results
+    """Not inside a grader's run, no global time limit from the environment, and an empty record of check results
     before and after the test (for the grading tests: ``pytestmark = pytest.mark.usefixtures("fresh_grading")``)."""
     from diffcourse import grading
 
-    monkeypatch.delenv(grading.RESULTS_ENV, raising=False)
+    monkeypatch.delenv(grading.GRADER_ENV, raising=False)
     monkeypatch.delenv(grading.TIMEOUT_ENV, raising=False)
     grading.reset()
     yield

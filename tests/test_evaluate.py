@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffcourse.__main__ import main
-from diffcourse.commands.evaluate import evaluate_images
+from diffcourse.evaluation import evaluate_images
 from diffcourse.data.mnist import load_mnist
 from diffcourse.models import Classifier
 

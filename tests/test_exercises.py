@@ -5,7 +5,8 @@
 * ``grade`` gives the solutions full marks and the untouched exercises zero — and the
   exercises still run to the end — and reports partial work (a hang included) fairly.
 
-The grading tests start real kernels (a few seconds each), so they share one run.
+The grading tests start real kernels and checking processes (a few seconds each), so they share one run.
+The ways a notebook might try to give itself marks are tests/test_grading_isolation.py.
 """
 from __future__ import annotations
 
@@ -202,11 +203,18 @@ def _by_notebook(records, folder: Path):
 
 
 def test_grading_solutions_gives_full_marks(graded):
+    """Every solution passes, with nothing tried against grading. On a machine too busy to finish chapter 2's
+    training check in its 15 minutes, that check says *too slow here* (never that the code is wrong): then the
+    test says so and is skipped, since the machine could not tell."""
     records, _, _ = graded
     sol = _by_notebook(records, SOLUTIONS)
     expected = sum(len(checks_for_chapter(notebook_chapter(nbformat.read(p, 4), p))) for p in SOLUTION_NOTEBOOKS)
     assert len(sol) == expected
-    assert all(r["passed"] for r in sol), [r for r in sol if not r["passed"]]
+    assert not any(r["tampering"] for r in sol)
+    assert all(r["passed"] or r["status"] == "too slow" for r in sol), [r for r in sol if not r["passed"]]
+    slow = [f"{Path(r['notebook']).name}: {r['exercise']}: {r['message']}" for r in sol if r["status"] == "too slow"]
+    if slow:
+        pytest.skip("too busy a machine to finish: " + "; ".join(slow))
 
 
 def test_grading_exercises_gives_zero_and_every_check_still_ran(graded):
@@ -231,7 +239,7 @@ def test_solution_notebook_runs_top_to_bottom_without_an_error(graded, path):
 @pytest.mark.parametrize("path", sorted(EXERCISES.glob("*.ipynb")), ids=lambda p: p.name)
 def test_untouched_exercise_runs_to_its_summary_without_an_error_in_a_check_cell(graded, path):
     """The executed exercise notebook (saved by ``grade --executed``): no check or summary cell shows an
-    error, and the last cell reports 0 of the chapter's exercises passed."""
+    error, and the last cell holds the grader's score, 0 of the chapter's exercises passed."""
     records, _, executed = graded
     n = sum(1 for r in _by_notebook(records, EXERCISES) if Path(r["notebook"]).name == path.name)
     cells = nbformat.read(executed / executed_name(path), as_version=4).cells
@@ -246,7 +254,7 @@ def test_json_and_csv_hold_one_record_per_exercise(graded):
     records, rows, executed = graded
     assert sorted(p.name for p in executed.iterdir()) == sorted(
         [f"solutions-{p.name}" for p in SOLUTION_NOTEBOOKS] + [f"exercises-{p.name}" for p in EXERCISES.glob("*.ipynb")])
-    assert set(records[0]) == {"notebook", "exercise", "passed", "message"}
+    assert set(records[0]) == {"notebook", "exercise", "passed", "message", "status", "tampering"}
     assert [(r["notebook"], r["exercise"]) for r in records] == [(r["notebook"], r["exercise"]) for r in rows]
     assert {row["passed"] for row in rows} == {"True", "False"}
 

@@ -8,7 +8,8 @@ must name what went wrong.
 from __future__ import annotations
 
 import ast
-import json
+import dataclasses
+import functools
 import math
 import re
 import time
@@ -18,8 +19,9 @@ import pytest
 import torch
 
 from diffcourse import grading
-from diffcourse.grading import RESULTS_ENV, check, checks_for_chapter, summary
+from diffcourse.grading import GRADER_ENV, check, checks_for_chapter, summary
 from diffcourse.grading.ch01 import steps_to_noise_reference
+from diffcourse.grading.runner import default_seed, run_check
 from diffcourse.schedules import NoiseSchedule, cosine_betas, linear_betas, make_schedule
 from grading_helpers import assert_caught, assert_passes, assert_times_out  # tests/grading_helpers.py
 
@@ -190,6 +192,18 @@ def chain_beta_no_sqrt(x0, betas, generator):
     return x
 
 
+def chain_one_jump(x0, betas, generator):
+    """The closed form in one draw: the chain's mean and variance, but no chain."""
+    ab = float(torch.prod(1 - betas))
+    return math.sqrt(ab) * x0 + math.sqrt(1 - ab) * torch.randn(x0.shape, generator=generator)
+
+
+def chain_reseeds_the_global_generator(x0, betas, generator):
+    """Repeatable, but not by the generator it is given."""
+    torch.manual_seed(0)
+    return chain_no_generator(x0, betas, generator)
+
+
 def chain_same_noise(x0, betas, generator):
     eps = torch.randn(x0.shape, generator=generator)
     x = x0
@@ -261,9 +275,11 @@ WRONG = [
     ("q_step", lambda x, t, eps, betas: good_q_step(x, t - 1, eps, betas), "use betas[t − 1]"),
     ("run_chain", chain_skips_last, "skipped the last step"),
     ("run_chain", chain_beta_no_sqrt, "forgot the square root on β_t"),
-    ("run_chain", chain_no_generator, "not repeatable"),
+    ("run_chain", chain_no_generator, "ignores the generator"),
     ("run_chain", chain_same_noise, "statistic differs"),
-    ("run_chain", lambda x0, betas, g: x0, "not random"),
+    ("run_chain", chain_one_jump, "not a chain: putting a first step with β ≈ 0 in front"),
+    ("run_chain", chain_reseeds_the_global_generator, "ignores the generator"),
+    ("run_chain", lambda x0, betas, g: x0, "ignores the generator"),
     ("run_chain", lambda x0, betas, g: good_run_chain(x0, betas, g)[0], "shape differs"),
     ("derive_closed_form", cf(mean_factor=lambda b: b.sqrt(), var_step=lambda b, v: b * v + b),
      "multiply by sqrt(β_t) instead of sqrt(α_t)"),
@@ -305,13 +321,42 @@ def test_correct_code_passes(name, seed, capsys):
     assert_passes(name, GOOD[name], seed, capsys)
 
 
-def test_the_library_itself_passes():
-    """The reference functions, used as learner code, pass their own checks (the checks agree with them)."""
-    assert check("linear_betas", linear_betas, quiet=True)
-    assert check("cosine_betas", cosine_betas, quiet=True)
-    assert check("q_sample", lambda x0, t, eps, ab: NoiseSchedule(1 - ab / torch.cat([ab.new_ones(1), ab[:-1]]))
-                 .q_sample(x0, t, eps), quiet=True)
-    assert check("steps_to_noise", steps_to_noise_reference, quiet=True)
+def _without_references(name):
+    return dataclasses.replace(grading.get_check(name), references=())
+
+
+def test_the_checks_agree_with_the_library():
+    """The reference functions, used as learner code, pass their own checks once those stop looking for them."""
+    schedule = lambda ab: NoiseSchedule(1 - ab / torch.cat([ab.new_ones(1), ab[:-1]]))  # noqa: E731
+    for name, fn in [("linear_betas", linear_betas), ("cosine_betas", cosine_betas),
+                     ("q_sample", lambda x0, t, eps, ab: schedule(ab).q_sample(x0, t, eps)),
+                     ("steps_to_noise", steps_to_noise_reference)]:
+        result = run_check(_without_references(name), fn, seed=default_seed(name), limit=30)
+        assert result.passed, result.message
+
+
+@pytest.mark.parametrize("name, fn, used", [
+    ("linear_betas", linear_betas, "diffcourse.schedules.linear_betas"),  # handed in as it is
+    ("linear_betas", functools.partial(linear_betas), "diffcourse.schedules.linear_betas"),
+    ("cosine_betas", lambda T, s, m: make_schedule("cosine", T, s=s, max_beta=m).betas,
+     "diffcourse.schedules.make_schedule"),
+    ("q_sample", lambda x0, t, eps, ab: NoiseSchedule(1 - ab / torch.cat([ab.new_ones(1), ab[:-1]]))
+     .q_sample(x0, t, eps), "NoiseSchedule.q_sample"),  # wraps the schedule's method
+    ("steps_to_noise", lambda name, threshold, T_max: steps_to_noise_reference(name, threshold, T_max),
+     "steps_to_noise_reference"),
+])
+def test_a_function_that_calls_the_reference_is_reported_as_such(name, fn, used):
+    result = check(name, fn, quiet=True)
+    assert not result.passed and "the course's own answer to this exercise" in result.message, result.message
+    assert used in result.message.splitlines()[0]
+
+
+def test_calling_other_parts_of_the_package_is_fine():
+    """steps_to_noise may build schedules with make_schedule: only the exercise's own references are looked for."""
+    def steps(name, threshold=1e-3, T_max=5000):
+        return next((T for T in range(1, T_max + 1) if float(make_schedule(name, T).alpha_bars[-1]) < threshold), None)
+
+    assert check("steps_to_noise", steps, quiet=True).passed
 
 
 @pytest.mark.parametrize("seed", [None, 11])
@@ -421,16 +466,25 @@ def test_same_seed_same_verdict_and_the_message_says_how_to_repeat():
     assert "seed=" in a.message
 
 
-def test_results_are_recorded_in_process_and_in_the_results_file(tmp_path, monkeypatch):
-    path = tmp_path / "results.jsonl"
-    monkeypatch.setenv(RESULTS_ENV, str(path))
+def test_results_are_kept_in_process_and_the_latest_counts():
     check("snr", good_snr, quiet=True)
     check("q_step", step_swapped, quiet=True)
     check("q_step", good_q_step, quiet=True)  # the latest result counts
     assert grading.results()["q_step"].passed and grading.results()["snr"].passed
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(r["exercise"], r["passed"]) for r in lines] == [("snr", True), ("q_step", False), ("q_step", True)]
-    assert lines[1]["chapter"] == 1 and "swap α_t and β_t" in lines[1]["message"]
+    assert grading.results()["q_step"].status == "passed"
+    wrong = check("q_step", step_swapped, quiet=True)
+    assert wrong.status == "failed" and wrong.chapter == 1 and "swap α_t and β_t" in wrong.message
+
+
+def test_in_the_graders_kernel_check_leaves_the_check_to_the_grader(monkeypatch, capsys):
+    """When the grader executes a notebook, `check` runs nothing and records no pass: whatever the notebook does there,
+    the grade comes from the grader's own run of the checks."""
+    monkeypatch.setenv(GRADER_ENV, "1")
+    result = check("snr", good_snr)
+    out = capsys.readouterr().out
+    assert not result.passed and result.status == "not checked" and "checked by the grader" in out
+    summary(chapter=1)
+    assert "the score is in its table" in capsys.readouterr().out
 
 
 def test_summary_prints_the_chapter_score(capsys):
@@ -471,8 +525,9 @@ def test_a_new_chapter_registers_checks_without_touching_the_core():
 # ----------------------------------------------------------------------------- the layering of diffcourse.grading
 GRADING_DIR = Path(grading.__file__).parent
 CHAPTER_MODULE = re.compile(r"^ch\d\d$")
-# core ← compare ← fixtures ← chNN: each module may import only the ones to its left
-LOWER_LAYERS = {"core": set(), "compare": {"core"}, "fixtures": {"core", "compare"}}
+# references, progress ← core ← compare ← fixtures ← chNN: each module may import only the ones to its left
+LOWER_LAYERS = {"references": set(), "progress": set(), "core": {"references", "progress"},
+                "compare": {"core", "references", "progress"}, "fixtures": {"core", "compare", "references", "progress"}}
 
 
 def _sibling_imports(module: str) -> list[tuple[str, str | None]]:
@@ -506,12 +561,12 @@ def test_core_compare_and_fixtures_import_only_lower_layers(module):
     assert imported <= LOWER_LAYERS[module], f"{module} imports {sorted(imported - LOWER_LAYERS[module])} (upwards)"
 
 
-def test_chapter_modules_import_only_core_compare_and_fixtures_and_no_private_names():
+def test_chapter_modules_import_only_core_compare_fixtures_and_progress_and_no_private_names():
     chapters = sorted(p.stem for p in GRADING_DIR.glob("ch*.py") if CHAPTER_MODULE.match(p.stem))
     assert len(chapters) >= 7
     for chapter in chapters:
         imports = _sibling_imports(chapter)
-        assert {m for m, _ in imports} <= {"core", "compare", "fixtures"}, (chapter, imports)
+        assert {m for m, _ in imports} <= {"core", "compare", "fixtures", "progress"}, (chapter, imports)
         assert not [n for _, n in imports if n and n.startswith("_")], (chapter, imports)
 
 

@@ -16,7 +16,8 @@ import torch
 from diffcourse.data import toy2d
 from diffcourse.grading import check, checks_for_chapter
 from diffcourse.samplers.ddim import ddim_sample
-from grading_helpers import assert_caught, assert_passes, assert_stub_says_so, assert_times_out  # tests/grading_helpers.py
+from grading_helpers import (assert_agrees_with_the_library, assert_caught, assert_passes,  # tests/grading_helpers.py
+                             assert_stub_says_so, assert_times_out)
 
 
 # ============================================================================ chapter 5: classifier guidance
@@ -106,6 +107,12 @@ def fraction_no_generator(scale, k, schedule, n, steps, generator):
     return good_mode_fraction(scale, k, schedule, n, steps, torch.Generator().manual_seed(next(_calls)))
 
 
+def fraction_reseeds_the_global_generator(scale, k, schedule, n, steps, generator):
+    """Repeatable, but its noise comes from torch's global generator: the one it is given is never used."""
+    torch.manual_seed(0)
+    return good_mode_fraction(scale, k, schedule, n, steps, None)
+
+
 GOOD = {
     "classifier_log_prob_grad": good_grad,
     "classifier_guided_eps": good_guided_eps,
@@ -133,7 +140,8 @@ WRONG = [
     ("guided_mode_fraction", _mode_fraction(mix_plus), "*away* from component k"),
     ("guided_mode_fraction", _mode_fraction(lambda gm, x, ab, k, s: good_mixture_eps(gm, x, ab, k, 0.0)),
      "does not change with the scale"),
-    ("guided_mode_fraction", fraction_no_generator, "not repeatable"),
+    ("guided_mode_fraction", fraction_no_generator, "ignores the generator"),
+    ("guided_mode_fraction", fraction_reseeds_the_global_generator, "ignores the generator"),
     ("guided_mode_fraction", lambda *a: good_mode_fraction(*a) * a[3], "not a fraction"),
 ]
 
@@ -238,6 +246,9 @@ WRONG += [
     ("cfg_mode_stats", _mode_stats(good_cfg, swap_out=True), "the order is (fraction, spread)"),
     ("cfg_mode_stats", lambda *a: good_mode_stats(*a)[0], "expected a pair"),
     ("sweet_spot", _sweet_spot(good_mode_stats, pick="largest"), "You picked the largest w"),
+    ("sweet_spot", _sweet_spot(good_mode_stats, fresh=False), "for the different w started from different noise"),
+    ("cfg_mode_stats", lambda m, s, k, w, n, st, g: (torch.manual_seed(0), good_mode_stats(m, s, k, w, n, st, None))[1],
+     "ignores the generator"),
     ("sweet_spot", _sweet_spot(good_mode_stats, need_fraction=False), "return None"),
     ("sweet_spot", lambda *a: str(good_sweet_spot(*a)), "expected a number"),
 ]
@@ -380,7 +391,7 @@ def test_correct_code_passes(name, seed, capsys):
     assert_passes(name, GOOD[name], seed, capsys)
 
 
-def test_the_library_itself_passes():
+def test_the_checks_agree_with_the_library():
     from diffcourse import metrics
     from diffcourse.grading.ch05 import guided_mode_fraction_reference, mixture_guided_eps_reference
     from diffcourse.grading.ch06 import cfg_mode_stats_reference, sweet_spot_reference
@@ -388,20 +399,20 @@ def test_the_library_itself_passes():
     from diffcourse.objectives import drop_labels
     from diffcourse.samplers import guidance
 
-    assert check("classifier_log_prob_grad", guidance.classifier_log_prob_grad, quiet=True)
-    assert check("classifier_guided_eps", guidance.classifier_guided_eps, quiet=True)
-    assert check("mixture_guided_eps", mixture_guided_eps_reference, quiet=True)
-    assert check("guided_mode_fraction", guided_mode_fraction_reference, quiet=True)
-    assert check("drop_labels", drop_labels, quiet=True)
-    assert check("cfg_combine", guidance.cfg_combine, quiet=True)
-    assert check("cfg_combine_paper", guidance.cfg_combine_paper, quiet=True)
-    assert check("cfg_mode_stats", cfg_mode_stats_reference, quiet=True)
-    assert check("sweet_spot", sweet_spot_reference, quiet=True)
-    assert check("sqrtm_psd", metrics._sqrtm_psd, quiet=True)
-    assert check("frechet_distance", metrics.frechet_distance, quiet=True)
-    assert check("precision_recall", metrics.precision_recall, quiet=True)
-    assert check("mmd_rbf", metrics.mmd_rbf, quiet=True)
-    assert check("fd_floor", fd_floor_reference, quiet=True)
+    assert_agrees_with_the_library("classifier_log_prob_grad", guidance.classifier_log_prob_grad)
+    assert_agrees_with_the_library("classifier_guided_eps", guidance.classifier_guided_eps)
+    assert_agrees_with_the_library("mixture_guided_eps", mixture_guided_eps_reference)
+    assert_agrees_with_the_library("guided_mode_fraction", guided_mode_fraction_reference)
+    assert_agrees_with_the_library("drop_labels", drop_labels)
+    assert_agrees_with_the_library("cfg_combine", guidance.cfg_combine)
+    assert_agrees_with_the_library("cfg_combine_paper", guidance.cfg_combine_paper)
+    assert_agrees_with_the_library("cfg_mode_stats", cfg_mode_stats_reference)
+    assert_agrees_with_the_library("sweet_spot", sweet_spot_reference)
+    assert_agrees_with_the_library("sqrtm_psd", metrics._sqrtm_psd)
+    assert_agrees_with_the_library("frechet_distance", metrics.frechet_distance)
+    assert_agrees_with_the_library("precision_recall", metrics.precision_recall)
+    assert_agrees_with_the_library("mmd_rbf", metrics.mmd_rbf)
+    assert_agrees_with_the_library("fd_floor", fd_floor_reference)
 
 
 def test_the_two_cfg_conventions_map_by_w_equals_one_plus_w_prime():

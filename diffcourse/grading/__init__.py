@@ -11,28 +11,25 @@ In an exercise notebook::
     ...
     summary()                               # the chapter's score
 
-`check` never raises into the notebook; it prints its verdict and records it
-(see `diffcourse.grading.core`). Each chapter's checks live in their own module,
-``diffcourse/grading/chNN.py``, found automatically. ``python -m diffcourse
-make-exercises`` builds ``exercises/`` from ``solutions/`` (`.exercises`), and
-``python -m diffcourse grade`` runs notebooks and collects the results (`.grader`).
+`check` never raises into the notebook; it prints its verdict (see `diffcourse.grading.runner`).
+Each chapter's checks live in their own module, ``diffcourse/grading/chNN.py``, found
+automatically (`diffcourse.grading.core`). ``python -m diffcourse make-exercises`` builds
+``exercises/`` from ``solutions/`` (`.exercises`), and ``python -m diffcourse grade`` runs
+notebooks and then the checks itself, in a fresh process the notebook never touched (`.grader`).
 """
 from .core import (
-    RESULTS_ENV,
+    STATUSES,
     TIMEOUT_ENV,
     Check,
     CheckContext,
     CheckResult,
     Mismatch,
     all_checks,
-    check,
     checks_for_chapter,
     get_check,
     register_check,
-    reset,
-    results,
-    summary,
 )
+from .runner import GRADER_ENV, check, reset, results, summary
 
 __all__ = [
     "check",
@@ -47,6 +44,7 @@ __all__ = [
     "CheckContext",
     "CheckResult",
     "Mismatch",
-    "RESULTS_ENV",
+    "STATUSES",
+    "GRADER_ENV",
     "TIMEOUT_ENV",
 ]

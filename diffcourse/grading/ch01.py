@@ -24,10 +24,10 @@ from typing import Callable
 
 import torch
 
-from ..schedules import cosine_betas, linear_betas, make_schedule
+from ..schedules import NoiseSchedule, cosine_betas, linear_betas, make_schedule
 from .compare import as_int, as_pair, describe, expect_like, expect_statistic, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import Fn, batch, bcast, randint, random_schedule, uniform
+from .fixtures import Fn, batch, bcast, expect_uses_generator, randint, random_schedule, uniform
 
 CHAPTER = 1
 
@@ -42,7 +42,7 @@ CAST_HINT = ("Cast the coefficients to the data's dtype (`.to(x0.dtype)`): a flo
 
 
 # ----------------------------------------------------------------------------------------- (a) schedules
-@register_check("linear_betas", chapter=CHAPTER,
+@register_check("linear_betas", chapter=CHAPTER, references=(linear_betas, make_schedule),
                 hint="β_t runs evenly from beta_start (t = 0) to beta_end (t = T−1), both included: "
                      "torch.linspace(beta_start, beta_end, T, dtype=torch.float64).")
 def check_linear_betas(fn: Fn, ctx: CheckContext) -> str:
@@ -80,7 +80,7 @@ def _cosine_mistakes(T: int, s: float, max_beta: float) -> dict[str, torch.Tenso
     }
 
 
-@register_check("cosine_betas", chapter=CHAPTER,
+@register_check("cosine_betas", chapter=CHAPTER, references=(cosine_betas, make_schedule),
                 hint="f(τ) = cos²(((τ/T + s)/(1 + s))·π/2) for τ = 0 … T; ᾱ(τ) = f(τ)/f(0); "
                      "β_t = min(1 − ᾱ(t+1)/ᾱ(t), max_beta) for t = 0 … T−1.")
 def check_cosine_betas(fn: Fn, ctx: CheckContext) -> str:
@@ -101,7 +101,7 @@ def _timesteps(ctx: CheckContext, B: int, T: int) -> torch.Tensor:
     return t
 
 
-@register_check("q_sample", chapter=CHAPTER,
+@register_check("q_sample", chapter=CHAPTER, references=(NoiseSchedule.q_sample,),
                 hint="x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε with ᾱ_t = alpha_bars[t]; reshape alpha_bars[t] "
                      "(shape (B,)) to (B, 1, …, 1) so it broadcasts over each example, whatever x0's shape.")
 def check_q_sample(fn: Fn, ctx: CheckContext) -> str:
@@ -133,7 +133,7 @@ def check_q_sample(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (c) the chain
-@register_check("q_step", chapter=CHAPTER,
+@register_check("q_step", chapter=CHAPTER, references=(NoiseSchedule.q_step,),
                 hint="x_t = sqrt(α_t)·x_{t−1} + sqrt(β_t)·ε with β_t = betas[t] and α_t = 1 − β_t; "
                      "β_t is a variance, so the noise is scaled by its square root.")
 def check_q_step(fn: Fn, ctx: CheckContext) -> str:
@@ -186,17 +186,23 @@ def _chain_mistakes(c: torch.Tensor, betas: torch.Tensor) -> dict[str, tuple[tor
     }
 
 
+GENERATOR_HINT = "Draw the noise with the generator you are given: torch.randn(x.shape, generator=generator)."
+
+
+def _small_chain(fn: Fn, ctx: CheckContext, small: torch.Tensor, what: str) -> Callable[..., torch.Tensor]:
+    """``chain(betas, generator)``: the learner's x_T for the small batch ``small`` (finite, shaped like it)."""
+    def chain(b: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        out = ctx.call(fn, small.clone(), b.clone(), g, what=what)
+        return expect_like(out, small, what=what, inputs=f"x0 {describe(small)}, T = {len(b)} steps")
+    return chain
+
+
 def _expect_repeatable_chain(fn: Fn, ctx: CheckContext, small: torch.Tensor, betas: torch.Tensor, what: str) -> None:
-    """Shape, dtype and finiteness of x_T on a small batch; generators seeded alike must give the same x_T."""
-    first = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(7), what=what)
-    expect_like(first, small, what=what, inputs=f"x0 {describe(small)}, T = {len(betas)} steps")
-    again = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(7), what=what)
-    if not (isinstance(again, torch.Tensor) and torch.equal(first, again)):
-        raise Mismatch("not repeatable: two calls with generators seeded alike gave different x_T.",
-                       hint="Draw the noise with the generator you are given: "
-                            "torch.randn(x.shape, generator=generator).")
-    other = ctx.call(fn, small.clone(), betas.clone(), torch.Generator().manual_seed(8), what=what)
-    if isinstance(other, torch.Tensor) and torch.equal(first, other):
+    """Shape, dtype and finiteness of x_T on a small batch; the noise drawn from the generator given, and only from
+    it."""
+    chain = _small_chain(fn, ctx, small, what)
+    first = expect_uses_generator(lambda g: chain(betas, g), torch.equal, what=what, seed=7, hint=GENERATOR_HINT)
+    if torch.equal(first, chain(betas, torch.Generator().manual_seed(8))):
         raise Mismatch("not random: generators with different seeds gave the same x_T.",
                        hint="Each step adds fresh noise: draw eps inside the loop with the generator.")
     if first.dtype != small.dtype:
@@ -204,7 +210,23 @@ def _expect_repeatable_chain(fn: Fn, ctx: CheckContext, small: torch.Tensor, bet
                        hint=CAST_HINT)
 
 
-@register_check("run_chain", chapter=CHAPTER, timeout=20.0,
+def _expect_a_chain(fn: Fn, ctx: CheckContext, small: torch.Tensor, betas: torch.Tensor, what: str) -> None:
+    """One jump x_T = sqrt(ᾱ_T)·x0 + sqrt(1 − ᾱ_T)·ε has the chain's marginal, so statistics cannot tell them apart.
+    A first step with β ≈ 0 can: it leaves x as it is but uses up a draw, which shifts every later step's noise and so
+    changes a chain's x_T, while a jump (ᾱ_T unchanged, one draw) gives the same x_T again."""
+    chain = _small_chain(fn, ctx, small, what)
+    first = chain(betas, torch.Generator().manual_seed(7))
+    idle_first = torch.cat([torch.full((1,), 1e-12, dtype=betas.dtype), betas])
+    if torch.allclose(chain(idle_first, torch.Generator().manual_seed(7)).double(), first.double(), rtol=1e-6,
+                      atol=1e-7):
+        raise Mismatch("not a chain: putting a first step with β ≈ 0 in front (it leaves x as it is but draws its own "
+                       "noise) did not change your x_T. One closed-form jump sqrt(ᾱ_T)·x0 + sqrt(1 − ᾱ_T)·ε behaves "
+                       "so: it has the chain's mean and variance, but it is not the chain the exercise asks for.",
+                       hint="Loop over t = 0 … T−1, each step drawing its own eps = torch.randn(x.shape, "
+                            "generator=generator) and applying your q_step.")
+
+
+@register_check("run_chain", chapter=CHAPTER, references=(NoiseSchedule.q_sample,), timeout=20.0,
                 hint="Start from x = x0 and, for t = 0, 1, …, T−1 in turn, draw "
                      "eps = torch.randn(x.shape, generator=generator) and apply your q_step; return the last x.")
 def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
@@ -235,6 +257,7 @@ def check_run_chain(fn: Fn, ctx: CheckContext) -> str:
                          inputs=inputs, note=note)
         expect_statistic(f"variance (coordinate {d})", float(var[d]), exp_var, tol_var, what="x_T",
                          inputs=inputs, note=note)
+    _expect_a_chain(fn, ctx, x0[:5], betas, what)
     return (f"over {n} chains of {T} steps, mean and variance of x_T match the closed form "
             f"N(sqrt(ᾱ_T)·x0, (1 − ᾱ_T)·I), ᾱ_T = {ab:.3f}.")
 
@@ -287,7 +310,7 @@ def _closed_form_cases(ctx: CheckContext) -> list[tuple[str, torch.Tensor]]:
             ("a single step", torch.tensor([uniform(ctx, 0.01, 0.9)], dtype=torch.float64))]
 
 
-@register_check("derive_closed_form", chapter=CHAPTER,
+@register_check("derive_closed_form", chapter=CHAPTER, references=(NoiseSchedule.__post_init__,),
                 hint="Start from x_0 itself: m = 1, v = 0. For each β_t (t = 0 … T−1), with α_t = 1 − β_t: "
                      "m ← sqrt(α_t)·m and v ← α_t·v + β_t; record m and v after each step. Return two float64 "
                      "tensors of shape (T,).")
@@ -316,7 +339,7 @@ def check_derive_closed_form(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (d) SNR
-@register_check("snr", chapter=CHAPTER,
+@register_check("snr", chapter=CHAPTER, references=(NoiseSchedule.__post_init__,),
                 hint="SNR(t) = ᾱ_t / (1 − ᾱ_t): the variance of the signal part sqrt(ᾱ_t)·x0 (for unit-variance "
                      "data) divided by the variance of the noise part.")
 def check_snr(fn: Fn, ctx: CheckContext) -> str:
@@ -361,7 +384,7 @@ def steps_to_noise_reference(name: str, threshold: float = 1e-3, T_max: int = 50
     return hi
 
 
-@register_check("steps_to_noise", chapter=CHAPTER, timeout=30.0,
+@register_check("steps_to_noise", chapter=CHAPTER, references=(steps_to_noise_reference,), timeout=30.0,
                 hint="Loop T = 1, 2, …, T_max; build make_schedule(name, T) and return the first T whose last "
                      "ᾱ (alpha_bars[-1]) is below threshold; return None after the loop.")
 def check_steps_to_noise(fn: Fn, ctx: CheckContext) -> str:

@@ -35,14 +35,17 @@ from ..data import toy2d
 from ..metrics import confident_share, sliced_wasserstein, sw_floor_ratio
 from ..objectives import diffusion_loss, eps_fn
 from ..pretrained import load_pretrained
-from ..recipes.mnist_budget import BUDGET, budget_schedule, reference_sample, respaced_eps_fn, train_on_budget
+from ..recipes.mnist_budget import (BUDGET, budget_schedule, reference_sample, reference_train_step, respaced_eps_fn,
+                                    train_on_budget)
 from ..samplers.ddim import SPACINGS, ddim_sample
-from ..samplers.ddpm import VARIANCES
+from ..samplers.ddpm import VARIANCES, ddpm_sample
 from ..samplers.ddpm import ddpm_step as ddpm_step_reference
 from ..schedules import NoiseSchedule, make_schedule
 from .compare import as_float, as_int, as_pair, describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, randint, random_schedule, uniform
+from .fixtures import (CAST_HINT, FakeEps, FakeNet, Fn, batch, bcast, expect_uses_generator, randint,
+                       random_schedule, uniform)
+from .progress import machine_threads
 
 CHAPTER = 2
 
@@ -102,7 +105,7 @@ def _ddpm_loss_mistakes(net: FakeNet, x0: torch.Tensor, t: torch.Tensor, eps: to
     return mistakes
 
 
-@register_check("ddpm_loss", chapter=CHAPTER,
+@register_check("ddpm_loss", chapter=CHAPTER, references=(diffusion_loss,),
                 hint="x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε (ᾱ_t = alpha_bars[t] reshaped to (B, 1, …)); "
                      "pred = model(x_t, t); the goal is ε, x0 or v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0; "
                      "return ((pred − goal)**2).mean() as a tensor.")
@@ -179,7 +182,7 @@ def _posterior_var_mistakes(sched: NoiseSchedule, x0: torch.Tensor, t: torch.Ten
     }
 
 
-@register_check("q_posterior", chapter=CHAPTER,
+@register_check("q_posterior", chapter=CHAPTER, references=(NoiseSchedule.q_posterior, NoiseSchedule.__post_init__),
                 hint="ᾱ = cumprod(1 − β); ᾱ_{t−1} is 1 at t = 0 (concatenate a 1 in front, don't index t − 1); "
                      "mean = sqrt(ᾱ_{t−1})·β_t/(1 − ᾱ_t)·x0 + sqrt(α_t)·(1 − ᾱ_{t−1})/(1 − ᾱ_t)·x_t, "
                      "var = (1 − ᾱ_{t−1})/(1 − ᾱ_t)·β_t.")
@@ -212,12 +215,24 @@ def _expect_q_posterior(fn: Fn, ctx: CheckContext, sched: NoiseSchedule, x0: tor
     tol = dict(rtol=1e-4, atol=1e-5) if x0.dtype == torch.float32 else dict(rtol=1e-9, atol=1e-12)
     expect_tensor(mean, ref_mean, what=f"the mean from {what}", inputs=inputs, dtype_hint=CAST_HINT, **tol,
                   mistakes=_posterior_mean_mistakes(sched, x0, xt, t))
-    if not isinstance(var, torch.Tensor):
-        expect_like(var, ref_var, what=f"the variance from {what}")
-    if var.shape != ref_var.shape and var.numel() == ref_var.numel() and var.ndim == 1:
-        var = var.reshape(ref_var.shape)  # (B,) is fine too
-    expect_tensor(var, ref_var, what=f"the variance from {what}", inputs=inputs, check_dtype=False, **tol,
-                  mistakes=_posterior_var_mistakes(sched, x0, t))
+    _expect_per_example(var, ref_var, x0, f"the variance from {what}", inputs)
+    expect_tensor(var, ref_var.expand(var.shape), what=f"the variance from {what}", inputs=inputs, check_dtype=False,
+                  **tol, mistakes={k: v.expand(var.shape) for k, v in _posterior_var_mistakes(sched, x0, t).items()})
+
+
+def _expect_per_example(out: Any, ref: torch.Tensor, x: torch.Tensor, what: str, inputs: str) -> None:
+    """A per-example quantity must broadcast against ``x`` example by example: shape (B, 1, …, 1), or x's own shape.
+    A (B,) vector lines up with x's *last* axis instead (a wrong answer when that axis happens to have B entries)."""
+    if isinstance(out, torch.Tensor) and out.shape in (ref.shape, x.shape):
+        return
+    if isinstance(out, torch.Tensor) and out.shape == (x.shape[0],) and x.ndim > 1:
+        raise Mismatch(f"{what} has shape {tuple(out.shape)}: one number per example, but shaped to broadcast against "
+                       f"x's *last* axis. Multiplied with noise of shape {tuple(x.shape)} it "
+                       + ("fails" if x.shape[-1] != x.shape[0] else "scales the wrong entries")
+                       + f"; shape it {tuple(ref.shape)}.\n   inputs: {inputs}",
+                       hint="Index the table with t, then .reshape(-1, *[1] * (x0.ndim - 1)): (B, 1, …, 1) broadcasts "
+                            "over each example whatever x0's shape.")
+    expect_like(out, ref, what=what, inputs=inputs)
 
 
 # ----------------------------------------------------------------------------------------- (c) one ancestral step
@@ -250,7 +265,7 @@ def _ddpm_step_mistakes(eps_fn: FakeEps, sched: NoiseSchedule, x: torch.Tensor, 
     }
 
 
-@register_check("ddpm_step", chapter=CHAPTER,
+@register_check("ddpm_step", chapter=CHAPTER, references=(ddpm_step_reference,),
                 hint="ε̂ = eps_fn(x, t); mean = (x − β_t/sqrt(1 − ᾱ_t)·ε̂)/sqrt(α_t); at t = 0 return the mean; "
                      "otherwise add sqrt(σ²)·noise with σ² = β_t ('beta') or β̃_t = schedule.posterior_variance[t] "
                      "('beta_tilde').")
@@ -295,9 +310,17 @@ def sw_ratio(samples: torch.Tensor, dataset: str, n: int, seed: int, refs: int =
 def check_train_and_sample(fn: Fn, ctx: CheckContext) -> str:
     dataset, n = EXPERIMENT_DATASET, EXPERIMENT_N
     what = f"train_and_sample({dataset!r}, {n}, generator)"
-    out = ctx.call(fn, dataset, n, torch.Generator().manual_seed(ctx.seed), what=what)
-    expect_like(out, torch.zeros(n, 2), what=what, inputs=f"{n} samples of {dataset!r}")
-    ratio, dist, floor = sw_ratio(out.detach().float(), dataset, n, ctx.seed)
+
+    def run(g: torch.Generator) -> torch.Tensor:
+        out = expect_like(ctx.call(fn, dataset, n, g, what=what), torch.zeros(n, 2), what=what,
+                          inputs=f"{n} samples of {dataset!r}")
+        return out.detach()
+
+    out = expect_uses_generator(run, torch.equal, what=what, seed=ctx.seed,
+                                hint="Draw every random number from the generator you are given: ddpm_sample(..., "
+                                     "generator=generator); train_toy_ddpm is made repeatable by its own seed "
+                                     "argument.")
+    ratio, dist, floor = sw_ratio(out.float(), dataset, n, ctx.seed)
     if ratio > EXPERIMENT_RATIO:
         x = out.detach().double()
         note = ""
@@ -312,11 +335,6 @@ def check_train_and_sample(fn: Fn, ctx: CheckContext) -> str:
                        f"{EXPERIMENT_RATIO}× the floor.{note}",
                        hint="Train for more steps (1000–2000) or tune lr (2e-3 – 3e-3); sample from the EMA model "
                             "(result.ema_model) with the schedule train_toy_ddpm returned.")
-    again = ctx.call(fn, dataset, n, torch.Generator().manual_seed(ctx.seed), what=what)
-    if not (isinstance(again, torch.Tensor) and torch.equal(again.detach(), out.detach())):
-        raise Mismatch("not repeatable: two calls with generators seeded alike gave different samples.",
-                       hint="Draw every random number from the generator you are given: ddpm_sample(..., "
-                            "generator=generator); train_toy_ddpm is made repeatable by its own seed argument.")
     return (f"your samples are {ratio:.2f}× the data-vs-data floor from fresh data (sliced Wasserstein {dist:.4f} vs "
             f"{floor:.4f}; goal ≤ {EXPERIMENT_RATIO}×), and a second call with the same seed repeats them exactly.")
 
@@ -537,7 +555,7 @@ def schedule_inputs(seed: int) -> tuple[torch.Tensor, list[torch.Tensor], list[t
     return torch.randn(SCHEDULE_N, 2, generator=g), draws[0::2], draws[1::2]
 
 
-@register_check("compare_schedules", chapter=CHAPTER, timeout=300.0,
+@register_check("compare_schedules", chapter=CHAPTER, references=(schedule_ratios,), timeout=300.0,
                 hint="For name in ('linear', 'cosine'): schedule = make_schedule(name, T=1000); result, _ = "
                      "train_toy_ddpm(dataset, schedule=schedule, steps=1000, batch_size=256, progress=False); "
                      "f = eps_fn(result.ema_model, schedule); for S in steps: x = ddim_sample(f, schedule, "
@@ -735,16 +753,14 @@ def _expect_sampler(fn: Fn, ctx: CheckContext) -> None:
     eps_fn, x_T, seed = FakeEps(ctx), batch(ctx, (1, 4, 4)), randint(ctx, 0, 10**6)
     what = f"sample_digits(eps_fn, schedule, x_T, generator)"
     inputs = f"x_T {describe(x_T)}, the {sched.name} schedule with T = {sched.T}, generator seeded with {seed}"
-    outs = [ctx.call(fn, eps_fn, sched, x_T, torch.Generator().manual_seed(seed), what=what) for _ in range(2)]
+    out = expect_uses_generator(
+        lambda g: expect_like(ctx.call(fn, eps_fn, sched, x_T, g, what=what), x_T, what=what, inputs=inputs),
+        torch.equal, what=what, seed=seed,
+        hint="Draw every z from the generator you are given: torch.randn(x.shape, generator=generator).")
     refs = [reference_sample(eps_fn, sched, x_T, torch.Generator().manual_seed(seed), v) for v in VARIANCES]
-    for out in outs:
-        expect_like(out, x_T, what=what, inputs=inputs)
-    if not torch.equal(outs[0], outs[1]):
-        raise Mismatch(f"{what} gave different samples in two calls with generators seeded alike.\n   inputs: {inputs}",
-                       hint="Draw every z from the generator you are given: torch.randn(x.shape, generator=generator).")
-    if any(torch.allclose(outs[0].double(), r.double(), rtol=1e-4, atol=1e-5) for r in refs):
+    if any(torch.allclose(out.double(), r.double(), rtol=1e-4, atol=1e-5) for r in refs):
         return
-    expect_tensor(outs[0], refs[0], what=what, inputs=inputs, rtol=1e-4, atol=1e-5, check_dtype=False,
+    expect_tensor(out, refs[0], what=what, inputs=inputs, rtol=1e-4, atol=1e-5, check_dtype=False,
                   mistakes=_sampler_mistakes(eps_fn, sched, x_T, seed))
 
 
@@ -769,27 +785,45 @@ def last_mnist_run() -> dict[str, Any]:
     return dict(_LAST_MNIST_RUN)
 
 
+def _counted(fn: Fn, ctx: CheckContext) -> Fn:
+    """``fn``, reporting one more of stage 2's steps to ``ctx.progress`` after each call (the check's time limit then
+    tells a slow machine from a step that never returns: `diffcourse.grading.progress`)."""
+    total, unit = BUDGET["steps"] + MNIST_SAMPLE_STEPS, f"steps ({BUDGET['steps']} training, then " \
+                                                        f"{MNIST_SAMPLE_STEPS} sampling)"
+
+    def counted(*args: Any) -> Any:
+        out = fn(*args)
+        ctx.progress.advance(ctx.progress.done + 1, total, unit)
+        return out
+    return counted
+
+
 def _train_and_draw(step_fn: Fn, sample_fn: Fn, ctx: CheckContext) -> dict[str, Any]:
     """Stage 2: `BUDGET`'s steps of the learner's training step, then `MNIST_N` digits from their sampler, run on the
-    schedule respaced to `MNIST_SAMPLE_STEPS` steps (any correct loop runs on any `NoiseSchedule`)."""
+    schedule respaced to `MNIST_SAMPLE_STEPS` steps (any correct loop runs on any `NoiseSchedule`), with as many threads
+    as there are free cores."""
     start = time.perf_counter()
-    run = train_on_budget(lambda *a: as_float(ctx.call(step_fn, *a, what="train_step(...)"), "train_step(...)"))
-    if len(run.losses) < BUDGET["steps"]:
-        raise Mismatch(f"the training diverged: the loss your train_step returned was {run.losses[-1]} at step "
-                       f"{len(run.losses)}.", hint="Check the loss against Algorithm 1 and the EMA formula.")
-    g = torch.Generator().manual_seed(ctx.seed)
-    x_T = torch.randn(MNIST_N, 1, 28, 28, generator=g)
-    schedule, f = respaced_eps_fn(eps_fn(run.ema_model, budget_schedule()), budget_schedule(), MNIST_SAMPLE_STEPS)
-    with torch.no_grad():
-        out = ctx.call(sample_fn, f, schedule, x_T, g, what="sample_digits(eps_fn, schedule, x_T, generator)")
-    out = expect_like(out, x_T, what="sample_digits(eps_fn, schedule, x_T, generator)")
-    verdict = mnist_verdict(out, load_pretrained("mnist-classifier"))
+    with machine_threads(ctx.progress) as threads:
+        run = train_on_budget(_counted(lambda *a: as_float(ctx.call(step_fn, *a, what="train_step(...)"),
+                                                           "train_step(...)"), ctx))
+        if len(run.losses) < BUDGET["steps"]:
+            raise Mismatch(f"the training diverged: the loss your train_step returned was {run.losses[-1]} at step "
+                           f"{len(run.losses)}.", hint="Check the loss against Algorithm 1 and the EMA formula.")
+        g = torch.Generator().manual_seed(ctx.seed)
+        x_T = torch.randn(MNIST_N, 1, 28, 28, generator=g)
+        schedule, f = respaced_eps_fn(eps_fn(run.ema_model, budget_schedule()), budget_schedule(), MNIST_SAMPLE_STEPS)
+        with torch.no_grad():
+            out = ctx.call(sample_fn, _counted(f, ctx), schedule, x_T, g,
+                           what="sample_digits(eps_fn, schedule, x_T, generator)")
+        out = expect_like(out, x_T, what="sample_digits(eps_fn, schedule, x_T, generator)")
+        verdict = mnist_verdict(out, load_pretrained("mnist-classifier"))
     _LAST_MNIST_RUN.update(verdict, samples=out.detach().float().clamp(-1, 1), losses=run.losses,
-                           seconds=time.perf_counter() - start, train_seconds=run.seconds)
+                           seconds=time.perf_counter() - start, train_seconds=run.seconds, threads=threads)
     return _LAST_MNIST_RUN
 
 
 @register_check("mnist_ddpm", chapter=CHAPTER, timeout=900.0,
+                references=(reference_train_step, reference_sample, ddpm_sample),
                 hint="train_step: x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε; loss = mean((model(x_t, t) − ε)²); "
                      "optimizer.zero_grad(); loss.backward(); optimizer.step(); then under torch.no_grad() every "
                      "EMA weight ← d·(EMA weight) + (1 − d)·(weight); return the loss. sample_digits: x = x_T; for t "
@@ -809,7 +843,7 @@ def check_mnist_ddpm(fn: Any, ctx: CheckContext) -> str:
     end = sum(losses[-100:]) / len(losses[-100:])
     counts = ", ".join(f"{d}: {c}" for d, c in enumerate(r["counts"]))
     report = (f"{BUDGET['steps']} training steps (final loss {end:.3f}) and {MNIST_N} digits ({MNIST_SAMPLE_STEPS} "
-              f"sampling steps) took {r['seconds']:.0f} s; "
+              f"sampling steps) took {r['seconds']:.0f} s with {r['threads']} thread(s); "
               f"the classifier reads {r['confident_share']:.0%} of them as confident digits (goal ≥ "
               f"{MNIST_SHARE:.0%}), the most frequent digit {r['top_digit']} makes {r['top_share']:.0%} of those (at "
               f"most {MNIST_MAX_CLASS:.0%}); confident digits read: {counts}.")

@@ -22,7 +22,7 @@ import torch
 
 from ..data import toy2d
 from ..metrics import sliced_wasserstein
-from ..samplers.ddim import ddim_invert, ddim_sample
+from ..samplers.ddim import ddim_grid, ddim_invert, ddim_sample, ddim_update
 from ..samplers.ddim import ddim_step as ddim_step_reference
 from ..samplers.ddim import ddim_timesteps as ddim_timesteps_reference
 from ..schedules import NoiseSchedule, make_schedule
@@ -81,7 +81,7 @@ def _ddim_step_mistakes(eps_fn: FakeEps, sched: NoiseSchedule, x: torch.Tensor, 
     return mistakes
 
 
-@register_check("ddim_step", chapter=CHAPTER,
+@register_check("ddim_step", chapter=CHAPTER, references=(ddim_step_reference, ddim_update),
                 hint="x̂0 = (x − sqrt(1 − ᾱ_t)·ε̂)/sqrt(ᾱ_t) with ε̂ = eps_fn(x, t); ᾱ_s = 1 when s = −1 (not "
                      "alpha_bars[-1]!); σ = η·sqrt((1 − ᾱ_s)/(1 − ᾱ_t))·sqrt(1 − ᾱ_t/ᾱ_s); "
                      "x_s = sqrt(ᾱ_s)·x̂0 + sqrt(1 − ᾱ_s − σ²)·ε̂ + σ·noise.")
@@ -112,7 +112,7 @@ def check_ddim_step(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (b) the spacing
-@register_check("ddim_timesteps", chapter=CHAPTER,
+@register_check("ddim_timesteps", chapter=CHAPTER, references=(ddim_timesteps_reference, ddim_grid),
                 hint="leading: [i·c for i in range(steps)] with c = T // steps; trailing: sorted(round(T − k·T/steps) − 1 "
                      "for k in range(steps)); quadratic: int((k·sqrt(0.8·T)/(steps − 1))²), then "
                      "ts[k] = max(ts[k], ts[k−1] + 1); [0] when steps == 1. Increasing order.")
@@ -187,7 +187,7 @@ def _invert_step_mistakes(eps_fn: FakeEps, sched: NoiseSchedule, x: torch.Tensor
     return mistakes
 
 
-@register_check("ddim_invert_step", chapter=CHAPTER,
+@register_check("ddim_invert_step", chapter=CHAPTER, references=(invert_step_reference, ddim_invert),
                 hint="ε̂ = eps_fn(x, s) (at s = −1, where x is x_0, use eps_fn(x, t)); ᾱ_s = 1 when s = −1; "
                      "x_t = sqrt(ᾱ_t)·(x − sqrt(1 − ᾱ_s)·ε̂)/sqrt(ᾱ_s) + sqrt(1 − ᾱ_t)·ε̂.")
 def check_ddim_invert_step(fn: Fn, ctx: CheckContext) -> str:
@@ -209,7 +209,7 @@ def check_ddim_invert_step(fn: Fn, ctx: CheckContext) -> str:
     return f"{n} inversion steps (from x_0 with s = −1, in the middle, at the end) match ddim_invert's update."
 
 
-@register_check("ddim_round_trip", chapter=CHAPTER, timeout=30.0,
+@register_check("ddim_round_trip", chapter=CHAPTER, references=(ddim_invert,), timeout=30.0,
                 hint="ts = ddim_timesteps(schedule.T, steps) (leading); from x = x0 and s = −1 apply "
                      "x = ddim_invert_step(eps_fn, schedule, x, s, t) for t in ts (increasing), s = t; then "
                      "x0_rec = ddim_sample(eps_fn, schedule, x_T, steps=steps, eta=0.0, spacing='leading') (the same timesteps "
@@ -265,7 +265,7 @@ def fewest_ddim_steps_reference(eps_fn: Fn, schedule: NoiseSchedule, x_T: torch.
     return None
 
 
-@register_check("fewest_ddim_steps", chapter=CHAPTER, timeout=60.0,
+@register_check("fewest_ddim_steps", chapter=CHAPTER, references=(fewest_ddim_steps_reference,), timeout=60.0,
                 hint="for steps in candidates: x = ddim_sample(eps_fn, schedule, x_T, steps=steps, eta=0.0); "
                      "if sliced_wasserstein(x, data) <= ratio * floor: return steps. After the loop: return None.")
 def check_fewest_ddim_steps(fn: Fn, ctx: CheckContext) -> str:

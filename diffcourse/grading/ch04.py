@@ -23,7 +23,7 @@ import torch
 
 from ..data import toy2d
 from ..data.toy2d import GaussianMixture
-from ..samplers.sde import VPSDE, euler_maruyama
+from ..samplers.sde import VPSDE, euler_maruyama, pf_ode_velocity, reverse_drift
 from ..samplers.sde import score_from_eps_fn as score_from_eps_fn_reference
 from .compare import describe, expect_close, expect_like, expect_tensor
 from .core import CheckContext, Mismatch, register_check
@@ -53,7 +53,7 @@ def _times(ctx: CheckContext, B: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------- (a) score from ε
-@register_check("score_from_eps_fn", chapter=CHAPTER,
+@register_check("score_from_eps_fn", chapter=CHAPTER, references=(score_from_eps_fn_reference,),
                 hint="Return a function score(x, t): idx = sde.timestep(t) (= t·N − 1, the step the network knows), "
                      "then −eps_fn(x, idx)/sqrt(1 − ᾱ(t)) with sqrt(1 − ᾱ(t)) = sde.marginal_std(t) reshaped to "
                      "(B, 1, …) and cast to x.dtype.")
@@ -122,7 +122,7 @@ def _dsm_mistakes(net: FakeNet, x0: torch.Tensor, t: torch.Tensor, eps: torch.Te
     }
 
 
-@register_check("dsm_loss", chapter=CHAPTER,
+@register_check("dsm_loss", chapter=CHAPTER, references=(dsm_loss_reference,),
                 hint="a = alpha_bars[t] reshaped to (B, 1, …); x_t = sqrt(a)·x0 + sqrt(1 − a)·eps; "
                      "r = score_fn(x_t, t) + eps/sqrt(1 − a); return (r**2).flatten(1).sum(1).mean() — the squared "
                      "norm of each example, averaged over the batch.")
@@ -192,7 +192,7 @@ def _sde_case(ctx: CheckContext, tail: tuple[int, ...]):
     return sde, x, t, dt
 
 
-@register_check("reverse_sde_step", chapter=CHAPTER,
+@register_check("reverse_sde_step", chapter=CHAPTER, references=(euler_maruyama, reverse_drift),
                 hint="tt = torch.full((B,), t); β = sde.beta(tt) reshaped to (B, 1, …) (g² = β, f = −½·β·x); "
                      "x_new = x − (f − g²·score_fn(x, tt))·dt + sqrt(β)·sqrt(dt)·z (time runs backwards: t → t − dt).")
 def check_reverse_sde_step(fn: Fn, ctx: CheckContext) -> str:
@@ -233,7 +233,7 @@ def check_reverse_sde_step(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (e) probability-flow drift
-@register_check("pf_ode_drift", chapter=CHAPTER,
+@register_check("pf_ode_drift", chapter=CHAPTER, references=(pf_ode_velocity,),
                 hint="tt = torch.full((B,), t); f = sde.drift(x, tt) (= −½β(t)·x); g² = sde.diffusion(tt)**2 (= β(t)) "
                      "reshaped to (B, 1, …); return f − ½·g²·score_fn(x, tt).")
 def check_pf_ode_drift(fn: Fn, ctx: CheckContext) -> str:
@@ -271,7 +271,7 @@ def noise_posterior_mean_reference(x: torch.Tensor, x0_samples: torch.Tensor, al
     return (w[..., None] * diff).sum(1) / math.sqrt(1 - a)
 
 
-@register_check("noise_posterior_mean", chapter=CHAPTER, timeout=20.0,
+@register_check("noise_posterior_mean", chapter=CHAPTER, references=(noise_posterior_mean_reference,), timeout=20.0,
                 hint="ε_j = (x − sqrt(ᾱ)·x0_j)/sqrt(1 − ᾱ) for every pair (query, sample); log-weights "
                      "−‖x − sqrt(ᾱ)·x0_j‖²/(2(1 − ᾱ)); w = torch.softmax(log-weights, dim=1) (never exp then divide: "
                      "far points underflow to 0/0); return Σ_j w_j·ε_j.")
@@ -343,7 +343,7 @@ def _tweedie_cases(ctx: CheckContext) -> list[tuple[GaussianMixture, float, torc
             (random_mixture(ctx), uniform(ctx, 0.05, 0.2), torch.float64)]
 
 
-@register_check("tweedie_posterior_mean", chapter=CHAPTER,
+@register_check("tweedie_posterior_mean", chapter=CHAPTER, references=(GaussianMixture.posterior_mean,),
                 hint="Tweedie: E[x0 | x_t] = (x_t + (1 − ᾱ)·score_fn(x_t))/sqrt(ᾱ) — add the score scaled by the "
                      "noise *variance* 1 − ᾱ (that denoises x_t), then undo the scaling sqrt(ᾱ) of x0. ᾱ is a float: "
                      "use math.sqrt.")

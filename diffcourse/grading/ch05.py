@@ -33,7 +33,7 @@ from ..samplers.guidance import classifier_guided_eps, classifier_log_prob_grad
 from ..schedules import NoiseSchedule, make_schedule
 from .compare import as_float, describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import Fn, randint, random_mixture, uniform  # random_mixture: once defined here
+from .fixtures import Fn, expect_uses_generator, randint, random_mixture, uniform  # random_mixture: once defined here
 
 CHAPTER = 5
 
@@ -63,7 +63,7 @@ NO_GRAD_HINT = ("The samplers run under torch.no_grad(), where autograd records 
                 "`torch.autograd.grad(log_prob_fn(x).sum(), x)`.")
 
 
-@register_check("classifier_log_prob_grad", chapter=CHAPTER,
+@register_check("classifier_log_prob_grad", chapter=CHAPTER, references=(classifier_log_prob_grad,),
                 hint="Inside `with torch.enable_grad():` make a leaf x = x.detach().requires_grad_(True) and return "
                      "torch.autograd.grad(log_prob_fn(x).sum(), x)[0]: the sum over the batch gives every example "
                      "its own gradient, since example i's log-probability depends on x_i only.")
@@ -110,7 +110,7 @@ def check_classifier_log_prob_grad(fn: Fn, ctx: CheckContext) -> str:
 
 
 # ----------------------------------------------------------------------------------------- (b) the guided ε
-@register_check("classifier_guided_eps", chapter=CHAPTER,
+@register_check("classifier_guided_eps", chapter=CHAPTER, references=(classifier_guided_eps,),
                 hint="ε̂ = ε − s·sqrt(1 − ᾱ_t)·∇log p(y|x_t). When alpha_bar_t is a tensor of shape (B,), reshape it "
                      "to (B, 1, …, 1) so that it broadcasts over each example; cast it to eps.dtype.")
 def check_classifier_guided_eps(fn: Fn, ctx: CheckContext) -> str:
@@ -192,7 +192,7 @@ def _mixture_guided_mistakes(gm: GaussianMixture, x: torch.Tensor, ab: float, k:
     }
 
 
-@register_check("mixture_guided_eps", chapter=CHAPTER,
+@register_check("mixture_guided_eps", chapter=CHAPTER, references=(mixture_guided_eps_reference,),
                 hint="Work with the *noised* mixture gt = gm.noised(alpha_bar): ε = −sqrt(1 − ᾱ)·gt.score(x); the exact "
                      "classifier is log p(k|x) = torch.log_softmax(gt.component_log_probs(x), dim=1)[:, k]; take its "
                      "gradient with your classifier_log_prob_grad and combine with your classifier_guided_eps.")
@@ -238,7 +238,7 @@ def _fraction(value: Any, what: str) -> float:
     return got
 
 
-@register_check("guided_mode_fraction", chapter=CHAPTER, timeout=60.0,
+@register_check("guided_mode_fraction", chapter=CHAPTER, references=(guided_mode_fraction_reference,), timeout=60.0,
                 hint="gm = toy2d.mixture('8gaussians'); eps_fn(x, t) reads ᾱ = schedule.alpha_bars[t[0]] and returns "
                      "your mixture_guided_eps(gm, x, ᾱ, k, scale) (cast to x.dtype); x = ddim_sample(eps_fn, schedule, "
                      "(n, 2), steps=steps, generator=generator); return the fraction of x with "
@@ -249,13 +249,10 @@ def check_guided_mode_fraction(fn: Fn, ctx: CheckContext) -> str:
     k = randint(ctx, 0, 7)
     what = f"guided_mode_fraction(scale, k={k}, schedule, n={n}, steps={steps}, generator)"
     seed = ctx.seed
-    # repeatability at scale 0, where the fraction (about 1/8) depends on the draws; at scale 1 it is always ~1
-    first = _fraction(ctx.call(fn, 0.0, k, sched, n, steps, torch.Generator().manual_seed(seed), what=what), what)
-    again = _fraction(ctx.call(fn, 0.0, k, sched, n, steps, torch.Generator().manual_seed(seed), what=what), what)
-    if again != first:
-        raise Mismatch("not repeatable: two calls with generators seeded alike gave different fractions "
-                       f"({first:.3f} and {again:.3f} at scale 0).",
-                       hint="Pass the generator to the sampler: ddim_sample(..., generator=generator).")
+    # the generator given, and only it, at scale 0, where the fraction (about 1/8) depends on the draws
+    first = expect_uses_generator(lambda g: _fraction(ctx.call(fn, 0.0, k, sched, n, steps, g, what=what), what),
+                                  lambda a, b: a == b, what=what, seed=seed,
+                                  hint="Pass the generator to the sampler: ddim_sample(..., generator=generator).")
     got, ref = {}, {}
     for s in (0.0, 1.0, 3.0, round(uniform(ctx, 0.1, 0.6), 2)):
         g = torch.Generator().manual_seed(seed)

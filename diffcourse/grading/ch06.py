@@ -34,13 +34,14 @@ from ..samplers.guidance import cfg_combine, cfg_combine_paper
 from ..schedules import NoiseSchedule, make_schedule
 from .compare import as_float, describe, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import Fn, LeakyMixtureModel, randint, uniform  # notebooks import LeakyMixtureModel from here
+# notebooks import LeakyMixtureModel from here
+from .fixtures import Fn, LeakyMixtureModel, expect_uses_generator, randint, uniform
 
 CHAPTER = 6
 
 
 # ----------------------------------------------------------------------------------------- (a) label dropout
-@register_check("drop_labels", chapter=CHAPTER,
+@register_check("drop_labels", chapter=CHAPTER, references=(drop_labels,),
                 hint="u = torch.rand(y.shape, generator=generator); return torch.where(u < p_uncond, "
                      "torch.full_like(y, null_label), y) — a new tensor: the caller's y must stay as it was.")
 def check_drop_labels(fn: Fn, ctx: CheckContext) -> str:
@@ -87,7 +88,7 @@ def _eps_pair(ctx: CheckContext, tail: tuple[int, ...]) -> tuple[torch.Tensor, t
     return torch.randn((B, *tail), generator=ctx.gen), torch.randn((B, *tail), generator=ctx.gen)
 
 
-@register_check("cfg_combine", chapter=CHAPTER,
+@register_check("cfg_combine", chapter=CHAPTER, references=(cfg_combine,),
                 hint="ε̂ = ε_u + w·(ε_c − ε_u): start from the unconditional prediction and move w times the "
                      "difference towards (and past) the conditional one; w = 0 gives ε_u, w = 1 gives ε_c.")
 def check_cfg_combine(fn: Fn, ctx: CheckContext) -> str:
@@ -107,7 +108,7 @@ def check_cfg_combine(fn: Fn, ctx: CheckContext) -> str:
     return "matches ε_u + w·(ε_c − ε_u) for w = 0, 1, > 1 and in between, on points and images."
 
 
-@register_check("cfg_combine_paper", chapter=CHAPTER,
+@register_check("cfg_combine_paper", chapter=CHAPTER, references=(cfg_combine_paper,),
                 hint="The paper's convention: ε̂ = (1 + w')·ε_c − w'·ε_u, so that w' = 0 is the plain conditional "
                      "model; it is this course's ε_u + w·(ε_c − ε_u) with w = 1 + w'.")
 def check_cfg_combine_paper(fn: Fn, ctx: CheckContext) -> str:
@@ -160,7 +161,7 @@ def _close(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return abs(a[0] - b[0]) <= 0.02 and abs(a[1] - b[1]) <= 0.03 * abs(b[1]) + 1e-3
 
 
-@register_check("cfg_mode_stats", chapter=CHAPTER, timeout=60.0,
+@register_check("cfg_mode_stats", chapter=CHAPTER, references=(cfg_mode_stats_reference,), timeout=60.0,
                 hint="eps_fn(x, t) calls model(x, t, y) with y = torch.full((len(x),), k) for ε_c and with "
                      "y = null_label (model.label.null_label) for ε_u, and returns your cfg_combine(ε_c, ε_u, w); "
                      "x = ddim_sample(eps_fn, schedule, (n, 2), steps=steps, generator=generator); inside = "
@@ -179,10 +180,10 @@ def check_cfg_mode_stats(fn: Fn, ctx: CheckContext) -> str:
                                    what=what.replace("w,", f"w={w:g},")), what)
     ref = lambda w: cfg_mode_stats_reference(model, sched, k, w, n, steps,  # noqa: E731
                                              torch.Generator().manual_seed(seed))
-    first, again = run(2.0), run(2.0)
-    if first != again:
-        raise Mismatch("not repeatable: two calls with generators seeded alike gave different results.",
-                       hint="Pass the generator to the sampler: ddim_sample(..., generator=generator).")
+    first = expect_uses_generator(
+        lambda g: _pair(ctx.call(fn, model, sched, k, 2.0, n, steps, g, what=what.replace("w,", "w=2,")), what),
+        lambda a, b: a == b, what=what, seed=seed,
+        hint="Pass the generator to the sampler: ddim_sample(..., generator=generator).")
     results = []
     for w in (2.0, 1.0, 0.0, round(uniform(ctx, 3.0, 6.0), 1)):
         got = first if w == 2.0 else run(w)
@@ -205,6 +206,30 @@ def check_cfg_mode_stats(fn: Fn, ctx: CheckContext) -> str:
     return "fraction in mode k and spread match the reference (" + "; ".join(results) + ")."
 
 
+class StartNoise(nn.Module):
+    """A model that keeps the noise every sampling run starts from: the ``x`` of its calls at the largest ``t`` it has
+    seen. A sweep whose settings share a seed must start every run from the same noise (`same_start`)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.label = model.label
+        self.starts: list[torch.Tensor] = []
+        self._first_t = -1
+
+    def forward(self, x: torch.Tensor, t: Any, y: Any = None) -> torch.Tensor:
+        t_max = int(torch.as_tensor(t).max())
+        if t_max > self._first_t:
+            self._first_t, self.starts = t_max, []
+        if t_max == self._first_t:
+            self.starts.append(x.detach().clone())
+        return self.model(x, t, y)
+
+    def same_start(self) -> bool:
+        """Whether every run started from the very same noise."""
+        return all(s.shape == self.starts[0].shape and torch.equal(s, self.starts[0]) for s in self.starts)
+
+
 def sweet_spot_reference(model: nn.Module, schedule: NoiseSchedule, k: int, ws: Sequence[float], n: int, steps: int,
                          seed: int, min_fraction: float = 0.95, target_spread: float = 0.15) -> float | None:
     """Among the guidance weights ``ws`` whose fraction in mode ``k`` reaches ``min_fraction``, the one whose spread is
@@ -219,6 +244,7 @@ def sweet_spot_reference(model: nn.Module, schedule: NoiseSchedule, k: int, ws: 
 
 
 @register_check("sweet_spot", chapter=CHAPTER, timeout=90.0,
+                references=(sweet_spot_reference, cfg_mode_stats_reference),
                 hint="For each w in ws: frac, spread = cfg_mode_stats(model, schedule, k, w, n, steps, "
                      "torch.Generator().manual_seed(seed)); keep the w with frac >= min_fraction whose "
                      "|spread − target_spread| is smallest (the first on a tie); return None if no w qualifies.")
@@ -235,7 +261,14 @@ def check_sweet_spot(fn: Fn, ctx: CheckContext) -> str:
         k, seed = randint(ctx, 0, 7), randint(ctx, 0, 10_000)
         what = (f"sweet_spot(model, schedule, k={k}, ws={ws}, n={n}, steps={steps}, seed={seed}, "
                 f"min_fraction={min_fraction}, target_spread={target})")
-        got = ctx.call(fn, model, sched, k, list(ws), n, steps, seed, min_fraction, target, what=what)
+        recorder = StartNoise(model)
+        got = ctx.call(fn, recorder, sched, k, list(ws), n, steps, seed, min_fraction, target, what=what)
+        if not recorder.same_start():
+            raise Mismatch(f"the runs of {what} for the different w started from different noise: one generator was "
+                           "used for all of them, so each w saw other draws, and the differences between the ws mix "
+                           "the guidance's effect with the noise's.",
+                           hint="Seed a fresh torch.Generator().manual_seed(seed) for every w: then every w starts "
+                                "from the same noise, and only the guidance differs.")
         if got is not None:  # a NumPy or torch number is fine too
             got = as_float(got, what)
         expected = sweet_spot_reference(model, sched, k, ws, n, steps, seed, min_fraction, target)

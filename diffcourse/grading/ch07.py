@@ -59,7 +59,7 @@ CLAMP_HINT = ("Where the exact eigenvalue is 0, floating point gives ±1e−16 o
 
 
 # ----------------------------------------------------------------------------------------- (a) the square root
-@register_check("sqrtm_psd", chapter=CHAPTER,
+@register_check("sqrtm_psd", chapter=CHAPTER, references=(_sqrtm_psd,),
                 hint="w, V = torch.linalg.eigh(S) (S symmetric: real eigenvalues, orthonormal V); clamp w at 0 "
                      "(round-off makes some slightly negative), then return V @ diag(sqrt(w)) @ Vᵀ, i.e. "
                      "(V * w.clamp(min=0).sqrt()) @ V.T.")
@@ -122,7 +122,7 @@ def _gaussian(ctx: CheckContext, d: int, **kw) -> tuple[torch.Tensor, torch.Tens
     return torch.randn(d, generator=ctx.gen, dtype=torch.float64), random_psd(ctx, d, **kw)
 
 
-@register_check("frechet_distance", chapter=CHAPTER,
+@register_check("frechet_distance", chapter=CHAPTER, references=(frechet_reference,),
                 hint="d² = ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2·tr( (Σ1^½ Σ2 Σ1^½)^½ ): with r = sqrtm_psd(Σ1), the last "
                      "trace is the sum of the square roots of the eigenvalues of the symmetric r @ Σ2 @ r (clamped at "
                      "0) — or tr(sqrtm_psd(r @ Σ2 @ r)). Return d², a number (not its square root).")
@@ -216,7 +216,7 @@ def _pair_of_fractions(value: Any, what: str) -> tuple[float, float]:
     return p, r
 
 
-@register_check("precision_recall", chapter=CHAPTER,
+@register_check("precision_recall", chapter=CHAPTER, references=(pr_reference,),
                 hint="radius of each point = distance to its k-th nearest neighbour *in its own set*: "
                      "torch.cdist(x, x).kthvalue(k + 1, dim=1).values (k + 1: the nearest point to x is x itself). "
                      "d = torch.cdist(fake, real); precision = mean over fake of (d <= r_real[None, :]).any(1); "
@@ -272,7 +272,7 @@ def _mmd_mistakes(x: torch.Tensor, y: torch.Tensor, h: float) -> dict[str, float
     }
 
 
-@register_check("mmd_rbf", chapter=CHAPTER,
+@register_check("mmd_rbf", chapter=CHAPTER, references=(mmd_reference,),
                 hint="k(a, b) = exp(−‖a − b‖²/(2h²)) for all pairs (torch.cdist(a, b) ** 2); E k(x, x') leaves out the "
                      "n diagonal terms (each k(x_i, x_i) = 1): (Kxx.sum() − n)/(n(n − 1)), the same for y with m; "
                      "return E k(x, x') + E k(y, y') − 2·Kxy.mean() (MMD², which can be slightly negative).")
@@ -367,7 +367,7 @@ def _floor_mismatch(got: float, sample_fn: Callable[[int, torch.Generator], torc
     return Mismatch(message)
 
 
-@register_check("fd_floor", chapter=CHAPTER, timeout=30.0,
+@register_check("fd_floor", chapter=CHAPTER, references=(fd_floor_reference,), timeout=30.0,
                 hint="For each of `repeats` rounds: a = sample_fn(n, generator), b = sample_fn(n, generator) (two "
                      "*independent* samples of the real data); mean and unbiased covariance of each "
                      "(x.mean(0), torch.cov(x.T)); your frechet_distance between them. Return the mean over the rounds, "

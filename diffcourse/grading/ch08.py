@@ -29,14 +29,20 @@ from ..latent import gaussian_kl as gaussian_kl_reference
 from ..latent import latent_sample as latent_sample_reference
 from ..latent import latent_scale_factor as latent_scale_factor_reference
 from ..latent import reparameterize as reparameterize_reference
+from ..latent import time_per_item as time_per_item_reference
 from ..samplers.ddim import ddim_sample
 from ..samplers.ddpm import ddpm_sample
 from ..schedules import make_schedule
 from .compare import as_float, as_pair, describe, expect_close, expect_tensor
 from .core import CheckContext, Mismatch, register_check
-from .fixtures import FakeEps, Fn, batch, randint, uniform
+from .fixtures import FakeEps, Fn, batch, expect_uses_generator, randint, uniform
 
 CHAPTER = 8
+
+
+def _same_tensors(a: Any, b: Any) -> bool:
+    """Whether two results are equal tensors (anything else counts as the same: the shape check speaks about it)."""
+    return not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape) or torch.equal(a, b)
 
 
 def _same_twice(out: Any, again: Any, what: str, inputs: str, argument: str) -> None:
@@ -62,7 +68,7 @@ def _reparameterize_mistakes(mean: torch.Tensor, logvar: torch.Tensor, eps: torc
     }
 
 
-@register_check("reparameterize", chapter=CHAPTER,
+@register_check("reparameterize", chapter=CHAPTER, references=(reparameterize_reference,),
                 hint="logvar is log σ², so σ = exp(logvar / 2) = torch.exp(0.5 * logvar); return mean + σ * eps.")
 def check_reparameterize(fn: Fn, ctx: CheckContext) -> str:
     for tail, dtype in (((4, 7, 7), torch.float32), ((8,), torch.float64), ((3, 5, 5), torch.float32)):
@@ -116,7 +122,7 @@ def _kl_shape_problem(out: Any, mean: torch.Tensor, inputs: str) -> None:
                        hint="terms.flatten(1).sum(dim=1) sums channels and positions alike.")
 
 
-@register_check("gaussian_kl", chapter=CHAPTER,
+@register_check("gaussian_kl", chapter=CHAPTER, references=(gaussian_kl_reference,),
                 hint="terms = mean**2 + torch.exp(logvar) - 1 - logvar (elementwise); return "
                      "0.5 * terms.flatten(1).sum(dim=1): one KL per item, summed over channels and positions.")
 def check_gaussian_kl(fn: Fn, ctx: CheckContext) -> str:
@@ -156,7 +162,7 @@ def _scale_mistakes(z: torch.Tensor) -> dict[str, float]:
     }
 
 
-@register_check("latent_scale_factor", chapter=CHAPTER,
+@register_check("latent_scale_factor", chapter=CHAPTER, references=(latent_scale_factor_reference,),
                 hint="One number for all latents: return 1.0 / z.std().item() (the std over every element of the batch).")
 def check_latent_scale_factor(fn: Fn, ctx: CheckContext) -> str:
     found = []
@@ -236,7 +242,7 @@ def _attention_shape_problem(out: Any, attn: Any, B: int, N: int, M: int, d: int
                        hint="scores = q @ k.transpose(-2, -1) with q = x @ w_q (B, N, d) and k = context @ w_k (B, M, d).")
 
 
-@register_check("cross_attention", chapter=CHAPTER,
+@register_check("cross_attention", chapter=CHAPTER, references=(cross_attention_reference,),
                 hint="q, k, v = x @ w_q, context @ w_k, context @ w_v; scores = q @ k.transpose(-2, -1) / sqrt(d); "
                      "with a mask, scores.masked_fill(~mask[:, None, :], -inf); attn = scores.softmax(dim=-1); "
                      "return attn @ v, attn.")
@@ -332,7 +338,7 @@ def _decoded_shape_problem(out: Any, decode: FakeDecoder, shape: tuple[int, ...]
                        hint="return decode(z0 / scale)")
 
 
-@register_check("latent_sample", chapter=CHAPTER,
+@register_check("latent_sample", chapter=CHAPTER, references=(latent_sample_reference,),
                 hint="z0 = ddim_sample(eps_fn, schedule, shape, steps=steps, eta=eta, generator=generator); "
                      "return decode(z0 / scale).")
 def check_latent_sample(fn: Fn, ctx: CheckContext) -> str:
@@ -345,13 +351,14 @@ def check_latent_sample(fn: Fn, ctx: CheckContext) -> str:
         what = f"latent_sample(eps_fn, schedule, decode, shape={shape}, scale={scale}, steps={steps}, eta={eta}, generator)"
         inputs = f"a fake ε network, the {sched.name} schedule with T = {sched.T}, a fake decoder (B, C, h, w) → (B, 1, 2h, 2w)"
 
-        def run() -> Any:
-            return ctx.call(fn, eps, sched, decode, shape, scale=scale, steps=steps, eta=eta,
-                            generator=torch.Generator().manual_seed(seed), what=what)
+        def run(g: torch.Generator) -> Any:
+            out = ctx.call(fn, eps, sched, decode, shape, scale=scale, steps=steps, eta=eta, generator=g, what=what)
+            _decoded_shape_problem(out, decode, shape, inputs)
+            return out
 
-        out = run()
-        _decoded_shape_problem(out, decode, shape, inputs)
-        _same_twice(out, run(), what, inputs, "generator")
+        out = expect_uses_generator(run, lambda a, b: _same_tensors(a, b), what=what, seed=seed,
+                                    hint="Draw the start noise (and, for η > 0, every step's noise) from the generator "
+                                         "you are given: pass generator=generator to the sampler.")
         ref = latent_sample_reference(eps, sched, decode, shape, scale=scale, steps=steps, eta=eta,
                                       generator=torch.Generator().manual_seed(seed))
         expect_tensor(out, ref, what=what, inputs=inputs, rtol=1e-4, atol=1e-4,
@@ -372,7 +379,7 @@ class SleepyWork:
         self.calls += 1
 
 
-@register_check("time_per_item", chapter=CHAPTER, timeout=20.0,
+@register_check("time_per_item", chapter=CHAPTER, references=(time_per_item_reference,), timeout=20.0,
                 hint="Call fn() exactly `repeats` times, timing each call with time.perf_counter(); return "
                      "min(times) / n_items (the fastest call is the least disturbed by other work).")
 def check_time_per_item(fn: Fn, ctx: CheckContext) -> str:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..editing import ilvr_correct as ilvr_correct_reference
+from ..editing import relabel as relabel_library
 from ..editing import low_pass as low_pass_reference
 from ..editing import repaint_jump as repaint_jump_reference
 from ..editing import replace_known as replace_known_reference
@@ -75,7 +76,7 @@ def _replace_known_mistakes(x_s: torch.Tensor, x0: torch.Tensor, m: torch.Tensor
     return mistakes
 
 
-@register_check("replace_known", chapter=CHAPTER,
+@register_check("replace_known", chapter=CHAPTER, references=(replace_known_reference,),
                 hint="a = 1.0 if s < 0 else float(schedule.alpha_bars[s]); known = sqrt(a)·x0 + sqrt(1 − a)·noise; "
                      "return mask·known + (1 − mask)·x_s (mask = 1 where the pixel is known).")
 def check_replace_known(fn: Fn, ctx: CheckContext) -> str:
@@ -119,7 +120,7 @@ def _repaint_jump_mistakes(sched: NoiseSchedule, x: torch.Tensor, t: int, z: tor
     return mistakes
 
 
-@register_check("repaint_jump", chapter=CHAPTER,
+@register_check("repaint_jump", chapter=CHAPTER, references=(repaint_jump_reference,),
                 hint="beta = float(schedule.betas[t]); return sqrt(1 − beta)·x_prev + sqrt(beta)·noise — one forward "
                      "step from level t − 1 up to level t, with the noise you are given.")
 def check_repaint_jump(fn: Fn, ctx: CheckContext) -> str:
@@ -166,7 +167,7 @@ def _sdedit_mistakes(x: torch.Tensor, sched: NoiseSchedule, strength: float, z: 
     return mistakes
 
 
-@register_check("sdedit_start", chapter=CHAPTER,
+@register_check("sdedit_start", chapter=CHAPTER, references=(sdedit_start_reference,),
                 hint="k = round(strength · schedule.T) − 1 (strength 0 → k = −1, the input; strength 1 → T − 1); "
                      "a = 1.0 if k < 0 else float(schedule.alpha_bars[k]); return sqrt(a)·x_guide + sqrt(1 − a)·noise.")
 def check_sdedit_start(fn: Fn, ctx: CheckContext) -> str:
@@ -212,7 +213,7 @@ def _low_pass_mistakes(x: torch.Tensor, f: int) -> dict[str, torch.Tensor]:
     }
 
 
-@register_check("low_pass", chapter=CHAPTER,
+@register_check("low_pass", chapter=CHAPTER, references=(low_pass_reference,),
                 hint="small = F.avg_pool2d(x, factor) (block means); return "
                      "small.repeat_interleave(factor, -2).repeat_interleave(factor, -1) — or "
                      "F.interpolate(small, scale_factor=factor, mode='nearest'): the input's size again.")
@@ -262,7 +263,7 @@ def _ilvr_mistakes(x: torch.Tensor, ref: torch.Tensor, sched: NoiseSchedule, s: 
     return mistakes
 
 
-@register_check("ilvr_correct", chapter=CHAPTER,
+@register_check("ilvr_correct", chapter=CHAPTER, references=(ilvr_correct_reference,),
                 hint="a = 1.0 if s < 0 else float(schedule.alpha_bars[s]); ref_s = sqrt(a)·ref + sqrt(1 − a)·noise; "
                      "return x_s − low_pass(x_s, factor) + low_pass(ref_s, factor).")
 def check_ilvr_correct(fn: Fn, ctx: CheckContext) -> str:
@@ -313,7 +314,7 @@ def _relabel_mistakes(model: LeakyMixtureModel, sched: NoiseSchedule, x0: torch.
     }
 
 
-@register_check("relabel", chapter=CHAPTER, timeout=30.0,
+@register_check("relabel", chapter=CHAPTER, references=(relabel_reference, relabel_library), timeout=30.0,
                 hint="x_T = ddim_invert(cfg_eps_fn(cfg_model, y_src, 1.0), schedule, x0, steps=steps); return "
                      "ddim_sample(cfg_eps_fn(cfg_model, y_new, w), schedule, x_T, steps=steps, eta=0.0).")
 def check_relabel(fn: Fn, ctx: CheckContext) -> str:

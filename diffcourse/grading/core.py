@@ -1,4 +1,4 @@
-r"""The check registry, the time-limited runner, and the record of results.
+r"""The check registry, and the context a check calls the learner's function through.
 
 A *check* is a function ``checker(fn, ctx)`` that calls the learner's ``fn``
 (always through ``ctx.call``) on randomised inputs, compares with the reference
@@ -7,41 +7,32 @@ raises `Mismatch` saying what differed. Chapters register their checks with
 `register_check` in their own module (``diffcourse/grading/ch01.py`` …); the
 modules are found and imported the first time a check is asked for.
 
-Imports inside ``diffcourse.grading`` go one way only: ``core`` (this module: the
-registry and the runner, importing no sibling) ← ``compare`` (the comparisons) ←
-``fixtures`` (random inputs, stand-in networks, exact models shared by the chapters)
-← ``ch01`` … ``ch07`` (the checks; no chapter imports another). Finding the chapter
-modules by name at run time (`_load_chapter_modules`) is the one way down, and it is
-not an import of any of their names.
+Imports inside ``diffcourse.grading`` go one way only: ``references`` and ``progress``
+(importing no sibling) ← ``core`` (this module: the registry and `CheckContext`) ←
+``compare`` (the comparisons) ← ``fixtures`` (random inputs, stand-in networks, exact
+models shared by the chapters) ← ``ch01`` … ``ch09`` (the checks; no chapter imports
+another). Finding the chapter modules by name at run time (`_load_chapter_modules`) is
+the one way down, and it is not an import of any of their names.
 
-`check` is what a notebook calls. It runs the checker in a worker thread with a
-time limit, turns *anything* that goes wrong (a stub raising
-``NotImplementedError``, an exception, a wrong shape, NaN, an endless loop) into
-a printed ❌ with a hint, records the result, and never raises.
-
-Results are kept in this process (`results`, `summary`) and, when the
-environment variable ``DIFFCOURSE_GRADING_RESULTS`` names a file, appended to
-it as one JSON object per line: that is how ``python -m diffcourse grade``
-collects them from the kernel it started.
+Running a check — with a time limit, turning anything that goes wrong into a ❌ — is
+`diffcourse.grading.runner`; the grader, which runs the checks itself in a fresh
+process, is `diffcourse.grading.grader`.
 """
 from __future__ import annotations
 
-import ctypes
 import importlib
 import inspect
-import json
 import os
 import pkgutil
 import re
-import sys
-import threading
-import time
 import traceback
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+
+from .progress import Progress
+from .references import ReferenceWatch
 
 __all__ = [
     "Check",
@@ -52,16 +43,9 @@ __all__ = [
     "get_check",
     "all_checks",
     "checks_for_chapter",
-    "check",
-    "summary",
-    "results",
-    "reset",
-    "RESULTS_ENV",
     "TIMEOUT_ENV",
+    "STATUSES",
 ]
-
-RESULTS_ENV = "DIFFCOURSE_GRADING_RESULTS"
-"""Environment variable: a file to which every check appends its result as a JSON line."""
 
 TIMEOUT_ENV = "DIFFCOURSE_CHECK_TIMEOUT"
 """Environment variable: overrides every check's time limit, in seconds."""
@@ -86,14 +70,16 @@ class Mismatch(Exception):
         self.show_seed = show_seed
 
 
-class _CheckTimeout(BaseException):
+class CheckTimeout(BaseException):
     """Injected into a worker thread that ran past its time limit (BaseException: ``except Exception`` won't swallow it)."""
 
 
 @dataclass(frozen=True)
 class Check:
     """One exercise check: its ``name`` (what ``check(name, fn)`` uses), the ``chapter`` it
-    belongs to, the ``checker`` function, a general ``hint``, and a time limit in seconds."""
+    belongs to, the ``checker`` function, a general ``hint``, a time limit in seconds, and the
+    ``references``: the package's own functions that answer the exercise, which the learner's
+    function must not simply call (`diffcourse.grading.references`)."""
 
     name: str
     chapter: int
@@ -101,17 +87,28 @@ class Check:
     hint: str
     timeout: float = DEFAULT_TIMEOUT
     order: int = 0
+    references: tuple[Any, ...] = ()
+
+
+STATUSES = {"passed": "✅", "failed": "❌", "too slow": "⏳", "not checked": "⬜", "tampered": "⚠️"}
+"""What a check's result can be, with the mark it is shown with: *too slow* is no verdict on the code (the
+machine could not finish the check in its time), *tampered* a result the grader could not trust."""
 
 
 @dataclass
 class CheckResult:
-    """What one run of a check found. ``message`` is the full text printed under ✅/❌."""
+    """What one run of a check found. ``message`` is the full text printed under the mark, ``status`` one of
+    `STATUSES` (by default ``passed`` or ``failed``, from ``passed``)."""
 
     exercise: str
     passed: bool
     message: str
     chapter: int | None = None
     seconds: float = 0.0
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        self.status = self.status or ("passed" if self.passed else "failed")
 
     def __bool__(self) -> bool:
         return self.passed
@@ -127,8 +124,10 @@ _loaded = False
 _CHAPTER_MODULE = re.compile(r"^ch(\d\d)$")
 
 
-def register_check(name: str, *, chapter: int, hint: str, timeout: float = DEFAULT_TIMEOUT):
-    """Decorator that registers ``checker`` as the check called ``name``.
+def register_check(name: str, *, chapter: int, hint: str, timeout: float = DEFAULT_TIMEOUT,
+                   references: tuple[Any, ...] = ()):
+    """Decorator that registers ``checker`` as the check called ``name``; ``references`` are the package's
+    functions that answer it (a learner's function that calls one of them is told to write its own).
 
     >>> from diffcourse.grading.compare import expect_tensor                # doctest: +SKIP
     >>> @register_check("double", chapter=0, hint="return 2 * x")   # doctest: +SKIP
@@ -142,7 +141,8 @@ def register_check(name: str, *, chapter: int, hint: str, timeout: float = DEFAU
     def decorator(checker: Callable[[Callable[..., Any], CheckContext], str | None]):
         if name in _CHECKS and _CHECKS[name].checker is not checker:
             raise ValueError(f"A check called {name!r} is already registered (chapter {_CHECKS[name].chapter}).")
-        _CHECKS[name] = Check(name, chapter, checker, hint, timeout, order=len(_CHECKS))
+        _CHECKS[name] = Check(name, chapter, checker, hint, timeout, order=len(_CHECKS),
+                              references=tuple(references))
         return checker
 
     return decorator
@@ -179,16 +179,19 @@ def checks_for_chapter(chapter: int) -> list[str]:
 # --------------------------------------------------------------------------- the context a checker gets
 class CheckContext:
     """What a checker gets: the exercise's ``name``, the ``seed`` and a generator ``gen`` seeded with it
-    (draw every random input from it), and `call`, the guarded call of the learner's function.
+    (draw every random input from it), `call`, the guarded call of the learner's function, and ``progress``,
+    where a long check reports the steps it has done (`diffcourse.grading.progress`).
 
     The comparisons live in `diffcourse.grading.compare` (``expect_tensor``, ``expect_close`` …),
     which builds on this module; a checker imports them from there.
     """
 
-    def __init__(self, name: str, seed: int) -> None:
+    def __init__(self, name: str, seed: int, references: tuple[Any, ...] = ()) -> None:
         self.name = name
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed)
+        self.references = references
+        self.progress = Progress()
 
     def call(self, fn: Callable[..., Any], *args: Any, what: str | None = None, **kwargs: Any) -> Any:
         """Call the learner's ``fn``; turn any exception into a `Mismatch` that explains it.
@@ -198,8 +201,10 @@ class CheckContext:
         that changed its input in place fails, naming the input.
         """
         snapshots = _snapshot_inputs(fn, args, kwargs)
+        watch = ReferenceWatch(self.references)
         try:
-            out = fn(*args, **kwargs)
+            with watch:
+                out = fn(*args, **kwargs)
         except NotImplementedError as exc:
             hint = "Replace the `raise NotImplementedError(...)` line with your code, run that cell, then this one."
             text = str(exc)
@@ -207,7 +212,7 @@ class CheckContext:
                 hint = text.split("Hint:", 1)[1].strip() + " (" + hint[0].lower() + hint[1:-1] + ".)"
             raise Mismatch(f"not written yet: `{_fn_name(fn)}` still raises NotImplementedError.",
                            hint=hint, show_seed=False) from None
-        except _CheckTimeout:
+        except CheckTimeout:
             raise
         except BaseException as exc:  # the learner's bug (even SystemExit): report it, never raise it
             where = _learner_frame(exc)
@@ -217,6 +222,13 @@ class CheckContext:
                 f"   {type(exc).__name__}: {exc}" + (f"\n   at {where}" if where else "")
             ) from None
         _expect_inputs_unchanged(snapshots, what or f"{_fn_name(fn)}(...)")
+        used = watch.used or [watch.handed_in(fn)] * (watch.handed_in(fn) is not None)
+        if used:
+            raise Mismatch(f"your function calls `{used[0]}` when called as {what or _fn_name(fn) + '(...)'}: "
+                           "that is the course's own answer to this exercise, the very function the check compares "
+                           "with. A copy of the answer cannot pass: write the computation yourself.",
+                           hint="Use the equation above the exercise and the tensors you are given; other parts of "
+                                "diffcourse (and your own earlier functions) are fine to call.", show_seed=False)
         return out
 
 
@@ -301,161 +313,3 @@ def _learner_frame(exc: BaseException) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- running and recording
-_RESULTS: dict[str, CheckResult] = {}
-
-
-def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:
-    """Ask ``thread`` to raise ``exc_type`` at its next Python bytecode (stops a pure-Python endless loop;
-    a thread blocked inside C code keeps running but is a daemon, so it cannot keep the kernel alive)."""
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
-
-
-def _run_with_timeout(target: Callable[[], str | None], timeout: float) -> tuple[str, Any]:
-    """Run ``target`` in a daemon thread. Returns ``("ok", note)``, ``("error", exc)`` or ``("timeout", None)``."""
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["ok"] = target()
-        except _CheckTimeout:
-            box["timeout"] = True
-        except BaseException as exc:  # noqa: BLE001 — reported to the learner, never re-raised
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, name="diffcourse-check", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        _async_raise(thread, _CheckTimeout)
-        thread.join(0.2)
-        return "timeout", None
-    if "error" in box:
-        return "error", box["error"]
-    if "timeout" in box:
-        return "timeout", None
-    return "ok", box.get("ok")
-
-
-def _record(result: CheckResult) -> None:
-    _RESULTS[result.exercise] = result
-    path = os.environ.get(RESULTS_ENV)
-    if path:
-        try:
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
-        except OSError as exc:  # the grader will then report the exercise as not run
-            print(f"(could not record the result in {path}: {exc})", file=sys.stderr)
-
-
-def _indent(text: str) -> str:
-    return "\n".join("   " + line.lstrip() if line.strip() else "" for line in text.splitlines())
-
-
-def check(name: str, fn: Callable[..., Any] | tuple[Callable[..., Any], ...], *, seed: int | None = None,
-          timeout: float | None = None, quiet: bool = False) -> CheckResult:
-    """Check the learner's ``fn`` against exercise ``name``; print ✅ or ❌ and record the result.
-
-    ``fn`` is the function the exercise asks for, or a tuple of functions where it asks for several
-    (chapter 2's ``check("mnist_ddpm", (train_step, sample_digits))``).
-
-    ``seed`` chooses the random inputs (by default a fixed seed per exercise, so that the
-    same code always gets the same verdict; pass other seeds to try more inputs). ``timeout`` (seconds) overrides the check's
-    time limit. This function never raises: every problem becomes a ❌.
-    """
-    start = time.perf_counter()
-    spec = get_check(name) if isinstance(name, str) else None
-    if spec is None:
-        known = ", ".join(all_checks()) or "none"
-        result = CheckResult(str(name), False, f"there is no exercise called {name!r}. Known exercises: {known}.")
-        return _finish(result, quiet, record=False)
-    if not (callable(fn) or isinstance(fn, tuple) and fn and all(map(callable, fn))):  # a function, or a tuple of them
-        result = CheckResult(name, False,
-                             f"expected a function as the second argument, got {type(fn).__name__}: "
-                             f"`check({name!r}, {name})` with the function you wrote above (no parentheses).",
-                             spec.chapter)
-        return _finish(result, quiet)
-
-    if seed is None:
-        seed = zlib.crc32(name.encode()) % 100_000  # fixed per exercise: the same notebook always gets the same grade
-    limit = float(os.environ.get(TIMEOUT_ENV) or timeout or spec.timeout)
-    ctx = CheckContext(name, seed)
-    try:
-        status, value = _run_with_timeout(lambda: spec.checker(fn, ctx), limit)
-    except KeyboardInterrupt:
-        status, value = "interrupted", None
-    passed, message = _verdict(spec, status, value, seed, limit)
-    result = CheckResult(name, passed, message, spec.chapter, round(time.perf_counter() - start, 3))
-    return _finish(result, quiet)
-
-
-def _verdict(spec: Check, status: str, value: Any, seed: int, limit: float) -> tuple[bool, str]:
-    """``(passed, message)`` for what `_run_with_timeout` reported about a run of ``spec``'s checker."""
-    if status == "ok":
-        return True, "passed" + (f": {value}" if value else ".")
-    if status == "timeout":
-        return False, (f"no answer within {limit:g} s — is there an endless loop (a `while` whose condition "
-                       f"never turns false), or far more work than the exercise needs?")
-    if status == "interrupted":
-        return False, "interrupted before it finished."
-    if isinstance(value, Mismatch):
-        hint = value.hint if value.hint is not None else spec.hint
-        message = value.message
-        if value.show_seed:
-            message += f"\n(random inputs from seed {seed}: `check({spec.name!r}, ..., seed={seed})` repeats them)"
-        if hint:
-            message += f"\nHint: {hint}"
-        return False, message
-    return False, (f"the check itself failed ({type(value).__name__}: {value}). This is a bug in diffcourse, "
-                   f"not in your code — please report it with the seed {seed}.")
-
-
-def _finish(result: CheckResult, quiet: bool, record: bool = True) -> CheckResult:
-    if record:
-        _record(result)
-    if not quiet:
-        head, _, rest = result.message.partition("\n")
-        mark = "✅" if result.passed else "❌"
-        print(f"{mark} {result.exercise} — {head}" + (f"\n{_indent(rest)}" if rest else ""))
-    return result
-
-
-def results() -> dict[str, CheckResult]:
-    """The latest result of every check run in this process, by exercise name."""
-    return dict(_RESULTS)
-
-
-def reset() -> None:
-    """Forget the results recorded in this process (the results file, if any, is left alone)."""
-    _RESULTS.clear()
-
-
-def summary(chapter: int | None = None) -> None:
-    """Print the score: every exercise of ``chapter`` (default: the chapter of the checks run so far),
-    passed, failed or not run yet. Returns nothing useful to display; never raises."""
-    try:
-        if chapter is None:
-            chapters = sorted({r.chapter for r in _RESULTS.values() if r.chapter is not None})
-        else:
-            chapters = [int(chapter)]
-        if not chapters:
-            print("No exercise has been checked yet: run the `check(...)` cells first.")
-            return None
-        for ch in chapters:
-            names = checks_for_chapter(ch)
-            passed = sum(1 for n in names if n in _RESULTS and _RESULTS[n].passed)
-            print(f"Chapter {ch}: {passed}/{len(names)} exercises passed")
-            for n in names:
-                r = _RESULTS.get(n)
-                if r is None:
-                    print(f"  ⬜ {n} — not checked yet")
-                elif r.passed:
-                    print(f"  ✅ {n}")
-                else:
-                    print(f"  ❌ {n} — {r.message.splitlines()[0]}")
-            if passed == len(names):
-                print("All done — well done! 🎉")
-    except Exception as exc:  # noqa: BLE001 — a summary must never break the notebook
-        print(f"(could not print the summary: {type(exc).__name__}: {exc})")
-    return None

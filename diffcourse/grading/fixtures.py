@@ -11,6 +11,8 @@ the inputs), in the order the helpers are called:
   wrong input or at the wrong timestep shows.
 * `exact_eps_fn`, `LeakyMixtureModel`: *exact* noise predictors of the 2D Gaussian mixtures,
   for experiments that need a good model and no training.
+* `expect_uses_generator`: a function given a generator must draw its randomness from it — and from
+  nothing else — so that a seed repeats a run.
 
 This module builds on `diffcourse.grading.core` only; the chapter modules ``chNN`` build on it
 and on `diffcourse.grading.compare`, never on one another.
@@ -27,7 +29,7 @@ from torch import nn
 from ..data import toy2d
 from ..data.toy2d import GaussianMixture
 from ..schedules import NoiseSchedule, make_schedule
-from .core import CheckContext
+from .core import CheckContext, Mismatch
 
 __all__ = [
     "Fn",
@@ -42,6 +44,7 @@ __all__ = [
     "FakeNet",
     "exact_eps_fn",
     "LeakyMixtureModel",
+    "expect_uses_generator",
 ]
 
 Fn = Callable[..., Any]
@@ -86,6 +89,32 @@ def batch(ctx: CheckContext, tail: tuple[int, ...], dtype: torch.dtype = torch.f
 def bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A per-example float64 vector shaped (B, 1, …, 1) to broadcast against ``x`` (kept in float64)."""
     return torch.as_tensor(v, dtype=torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def expect_uses_generator(run: Callable[[torch.Generator], Any], same: Callable[[Any, Any], bool], *, what: str,
+                          seed: int, hint: str) -> Any:
+    """Call ``run(generator)`` twice with generators seeded with ``seed``, torch's global random numbers in two
+    different states; returns the first result. Fails, with ``hint``, when the call drew nothing from the generator it was given
+    (it ignores it, e.g. reseeding the global generator itself) or when the two results differ by ``same`` (some of
+    its randomness came from the global generator). The global generator's state is restored afterwards."""
+    state = torch.get_rng_state()
+    try:
+        torch.manual_seed(1)
+        generator = torch.Generator().manual_seed(seed)
+        before = generator.get_state()
+        first = run(generator)
+        if torch.equal(generator.get_state(), before):
+            raise Mismatch(f"{what} drew no random number from the generator it was given: it ignores the generator, "
+                           "so a seed cannot repeat the run and two settings cannot share their noise.", hint=hint)
+        torch.manual_seed(2)
+        again = run(torch.Generator().manual_seed(seed))
+    finally:
+        torch.set_rng_state(state)
+    if not same(first, again):
+        raise Mismatch(f"not repeatable: two calls of {what} with generators seeded alike gave different results — "
+                       "some of its random numbers come from torch's global generator, not from the one it is given.",
+                       hint=hint)
+    return first
 
 
 # ----------------------------------------------------------------------------------------- stand-in networks

@@ -1,46 +1,51 @@
-"""Grade notebooks: run each in a fresh kernel, collect the checks' results, report.
+r"""Grade notebooks: run each, then run its checks in a fresh process the notebook never touched.
 
-Each notebook runs top to bottom with `nbclient` in a new kernel of the *current*
-Python environment (errors allowed, so one broken cell does not stop the rest; a
-cell that runs past the cell timeout is interrupted). The kernel gets the
-environment variable `~diffcourse.grading.core.RESULTS_ENV` naming a temporary
-file, to which every ``check(...)`` appends its result. The latest result of each
-exercise counts.
+The grade is decided here, outside anything the learner's code can reach. For each notebook:
 
-Which exercises a notebook *should* contain comes from the check registry: the
-notebook's chapter is ``metadata["diffcourse"]["chapter"]``, or else the number
-its file name starts with (``01_fundamentals.ipynb`` → chapter 1). An expected
-exercise whose check never ran is reported as not passed.
+1. **Read it.** Its chapter (``metadata["diffcourse"]["chapter"]``, or the number its file name starts
+   with) gives the exercises it must contain; its code cells, as they are on disk, are kept, and read for
+   attempts to tamper with grading (`diffcourse.grading.tamper`).
+2. **Execute it** with `nbclient` in a fresh kernel of the current Python environment (errors allowed; a
+   cell that runs past the cell timeout is interrupted), for the executed notebook an instructor may want
+   to read. In that kernel ``check(...)`` only says that the grader will check (`runner.GRADER_ENV`):
+   nothing the notebook prints, records or patches is read back.
+3. **Check it** in a fresh Python process (`diffcourse.grading.isolation`): it imports the grading package
+   anew, re-creates the learner's functions from the cells' definitions (`diffcourse.grading.plan`), runs
+   every registered check itself with inputs of its own, watches its own code for changes
+   (`diffcourse.grading.integrity`), and returns signed results over a pipe.
+
+An expected exercise without a check cell, or whose check the process never reached, is not passed. If
+the notebook's kernel rewrote the grading package's files on disk, grading stops (`GradingCompromised`):
+later notebooks would be checked by altered code.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
-import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import nbformat
 
-from .core import RESULTS_ENV, TIMEOUT_ENV, checks_for_chapter, get_check
+from .core import CheckResult, checks_for_chapter
+from .gradebook import ExerciseRecord, format_table, write_csv, write_json
+from .integrity import grading_files_digest
+from .isolation import FreshRun, check_in_fresh_process
+from .runner import GRADER_ENV, format_result, format_summary
+from .tamper import tampering_attempts
 
-__all__ = ["ExerciseRecord", "find_notebooks", "notebook_chapter", "cell_timeout", "grade_notebook", "grade_paths",
-           "format_table", "write_csv", "write_json"]
+__all__ = ["ExerciseRecord", "GradingCompromised", "find_notebooks", "notebook_chapter", "execute_notebook",
+           "grade_notebook", "grade_paths", "executed_name", "format_table", "write_csv", "write_json"]
 
-NOT_RUN = "not checked: its check cell never ran (the notebook stopped before it, or the cell was removed)."
+NOT_RUN = "not checked: the notebook has no check cell for it (its `check(...)` was removed, or never written)."
 
 
-@dataclass
-class ExerciseRecord:
-    """One row of the grade book."""
+class GradingCompromised(RuntimeError):
+    """A notebook rewrote the grading package's files while it ran; ``records`` holds the grades so far."""
 
-    notebook: str
-    exercise: str
-    passed: bool
-    message: str
+    def __init__(self, message: str, records: list[ExerciseRecord]) -> None:
+        super().__init__(message)
+        self.records = records
 
 
 def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
@@ -79,80 +84,89 @@ def _kernel_manager():
     return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvKernelSpecs())
 
 
-def _read_results(path: Path) -> dict[str, dict]:
-    latest: dict[str, dict] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-                latest[str(rec["exercise"])] = rec
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn or foreign line: ignore it rather than fail the whole notebook
-    return latest
+def execute_notebook(nb: nbformat.NotebookNode, path: Path, timeout: float) -> None:
+    """Run ``nb`` (in place: it gets its outputs) in a fresh kernel, in the notebook's folder, with ``check`` leaving
+    the checks to the grader. A kernel that dies or a run that cannot start leaves a note in the last cell's outputs;
+    neither changes a grade (the checks run elsewhere)."""
+    from nbclient import NotebookClient
+
+    env = {**os.environ, GRADER_ENV: "1"}
+    client = NotebookClient(nb, km=_kernel_manager(), timeout=max(1, round(timeout)), allow_errors=True,
+                            interrupt_on_timeout=True, record_timing=False,
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    try:
+        client.execute(env=env)
+    except Exception as exc:  # noqa: BLE001 — a dead kernel, a cell past its timeout, a kernel that never started
+        if nb.cells:
+            note = f"(the grader's run of this notebook stopped here: {type(exc).__name__}: {str(exc).splitlines()[0]})"
+            nb.cells[-1].setdefault("outputs", []).append(nbformat.v4.new_output("stream", name="stderr", text=note))
 
 
-_CHECK_CALL = re.compile(r"""^\s*check\(\s*["']([^"']+)["']""", re.M)
+def _records(label: str, expected: list[str], run: FreshRun, tampering: str) -> list[ExerciseRecord]:
+    """A record per exercise, expected ones first in the chapter's order, then any other the notebook checked."""
+    records = []
+    problem = f" ({run.problem})" if run.problem else ""
+    for name in expected + [n for n in run.results if n not in expected]:
+        r = run.results.get(name)
+        if r is None:
+            records.append(ExerciseRecord(label, name, False, NOT_RUN + problem, "not checked", tampering))
+        else:
+            passed = r.get("status") == "passed" and r.get("passed") is True
+            records.append(ExerciseRecord(label, name, passed, str(r.get("message", "")),
+                                          str(r.get("status", "failed")), tampering))
+    if not records:
+        records.append(ExerciseRecord(label, "(notebook)", False, "no exercises found: the notebook ran no check and "
+                                      "its chapter is unknown" + problem, "not checked", tampering))
+    return records
 
 
-def cell_timeout(source: str, timeout: float) -> int:
-    """The time limit of a cell: ``timeout``, or — for a cell that runs a check with a longer time limit of its
-    own (chapter 2's MNIST training) — that limit plus a minute, so that the check, not the grader, stops it."""
-    limits = [float(os.environ.get(TIMEOUT_ENV) or spec.timeout) + 60
-              for spec in map(get_check, _CHECK_CALL.findall(source)) if spec is not None]
-    return max(1, round(max([timeout, *limits])))
+def _annotate(nb: nbformat.NotebookNode, run: FreshRun, chapter: int | None) -> None:
+    """Write the grader's verdicts into the executed notebook: under each check cell the grader's result, and the
+    chapter's score as the output of its summary cells."""
+    found = {name: CheckResult(name, r.get("status") == "passed", str(r.get("message", "")), chapter,
+                               status=str(r.get("status", "failed"))) for name, r in run.results.items()}
+    for result in found.values():
+        cell = nb.cells[run.results[result.exercise]["cell"]]
+        cell.outputs.append(nbformat.v4.new_output("stream", name="stdout",
+                                                   text=f"grader: {format_result(result)}\n"))
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith("summary(") and chapter is not None:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                   text=format_summary(chapter, found) + "\n")]
 
 
 def grade_notebook(path: str | Path, *, timeout: float = 120, label: str | None = None,
                    save_executed: str | Path | None = None) -> list[ExerciseRecord]:
-    """Run one notebook and return a record per exercise (expected ones first, in the chapter's order).
+    """Grade one notebook (see the module docstring): a record per exercise, expected ones first.
 
-    ``timeout`` is the limit per cell in seconds (a check cell gets its check's own limit if longer:
-    `cell_timeout`); ``save_executed`` a path to write the executed
-    notebook to (with its outputs), to see what happened. Never raises for a problem inside the
-    notebook; an unreadable notebook or a kernel that dies is reported in the records.
+    ``timeout`` is the limit per cell in seconds when the notebook is executed (the checks run afterwards, each
+    with its own limit); ``save_executed`` a path to write the executed notebook to, with the grader's verdicts
+    under the check cells. Never raises for a problem inside the notebook; raises `GradingCompromised` if the
+    notebook rewrote the grading package's files.
     """
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
     path = Path(path)
     label = label or str(path)
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # noqa: BLE001 — report, then go on with the next notebook
-        return [ExerciseRecord(label, "(notebook)", False, f"could not read the notebook: {exc}")]
+        return [ExerciseRecord(label, "(notebook)", False, f"could not read the notebook: {exc}", "not checked")]
     chapter = notebook_chapter(nb, path)
     expected = checks_for_chapter(chapter) if chapter is not None else []
-
-    problem = ""
-    with tempfile.TemporaryDirectory(prefix="diffcourse-grade-") as tmp:
-        results_file = Path(tmp) / "results.jsonl"
-        env = dict(os.environ)
-        env[RESULTS_ENV] = str(results_file)
-        client = NotebookClient(nb, km=_kernel_manager(), timeout=max(1, round(timeout)), allow_errors=True,
-                                timeout_func=lambda cell: cell_timeout(cell.source, timeout),
-                                interrupt_on_timeout=True, record_timing=False,
-                                resources={"metadata": {"path": str(path.parent.resolve())}})
-        try:
-            client.execute(env=env)
-        except (CellTimeoutError, DeadKernelError) as exc:
-            problem = f" (the notebook stopped early: {type(exc).__name__}: {str(exc).splitlines()[0]})"
-        except Exception as exc:  # noqa: BLE001
-            problem = f" (the notebook could not be run: {type(exc).__name__}: {str(exc).splitlines()[0]})"
-        recorded = _read_results(results_file)
+    cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    attempts = tampering_attempts(cells)
+    before = grading_files_digest()
+    execute_notebook(nb, path, timeout)
+    if grading_files_digest() != before:
+        note = "; ".join(attempts + ["rewrote the files of diffcourse.grading on disk"])
+        records = [ExerciseRecord(label, name, False, "not checked: the notebook rewrote the grading code on disk.",
+                                  "tampered", note) for name in expected]
+        raise GradingCompromised(f"{label} rewrote the files of diffcourse.grading while it ran: reinstall diffcourse "
+                                 "and grade untrusted work in a container or as a throwaway user.", records)
+    run = check_in_fresh_process(cells, expected, cell_timeout=timeout)
+    records = _records(label, expected, run, "; ".join(attempts + run.tampering))
     if save_executed is not None:
+        _annotate(nb, run, chapter)
         nbformat.write(nb, save_executed)
-
-    records = []
-    for name in expected + [n for n in recorded if n not in expected]:
-        rec = recorded.get(name)
-        if rec is None:
-            records.append(ExerciseRecord(label, name, False, NOT_RUN + problem))
-        else:
-            records.append(ExerciseRecord(label, name, bool(rec.get("passed")), str(rec.get("message", ""))))
-    if not records:
-        records.append(ExerciseRecord(label, "(notebook)", False,
-                                      "no exercises found: the notebook ran no check and its chapter is unknown"
-                                      + problem))
     return records
 
 
@@ -166,7 +180,8 @@ def executed_name(nb_path: str | Path) -> str:
 def grade_paths(paths: Sequence[str | Path], *, timeout: float = 120, progress: bool = False,
                 executed_dir: str | Path | None = None) -> list[ExerciseRecord]:
     """Grade every notebook in ``paths`` (files or folders), in order; with ``executed_dir``, keep each
-    executed notebook there (named by `executed_name`) to see what a learner's code printed."""
+    executed notebook there (named by `executed_name`) to see what a learner's code printed and what the grader
+    found. Raises `GradingCompromised` (with every record so far) if a notebook rewrote the grading code."""
     records: list[ExerciseRecord] = []
     if executed_dir is not None:
         Path(executed_dir).mkdir(parents=True, exist_ok=True)
@@ -174,41 +189,9 @@ def grade_paths(paths: Sequence[str | Path], *, timeout: float = 120, progress: 
         if progress:
             print(f"grading {nb_path} …", flush=True)
         save = Path(executed_dir) / executed_name(nb_path) if executed_dir is not None else None
-        records += grade_notebook(nb_path, timeout=timeout, save_executed=save)
+        try:
+            records += grade_notebook(nb_path, timeout=timeout, save_executed=save)
+        except GradingCompromised as exc:
+            exc.records = records + exc.records
+            raise
     return records
-
-
-def format_table(records: Sequence[ExerciseRecord], width: int = 70) -> str:
-    """A plain-text report: per notebook, one line per exercise and the score."""
-    lines: list[str] = []
-    by_nb: dict[str, list[ExerciseRecord]] = {}
-    for r in records:
-        by_nb.setdefault(r.notebook, []).append(r)
-    name_w = max([len(r.exercise) for r in records] + [8])
-    for nb, recs in by_nb.items():
-        score = sum(r.passed for r in recs)
-        lines.append(f"{nb}: {score}/{len(recs)} passed")
-        for r in recs:
-            first = r.message.splitlines()[0] if r.message else ""
-            if len(first) > width:
-                first = first[: width - 1] + "…"
-            lines.append(f"  {'✅' if r.passed else '❌'} {r.exercise:<{name_w}}  {'' if r.passed else first}".rstrip())
-        lines.append("")
-    total = sum(r.passed for r in records)
-    lines.append(f"total: {total}/{len(records)} exercises passed in {len(by_nb)} notebook(s)")
-    return "\n".join(lines)
-
-
-def write_csv(records: Sequence[ExerciseRecord], path: str | Path) -> None:
-    """CSV with the columns notebook, exercise, passed, message (one row per exercise)."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["notebook", "exercise", "passed", "message"])
-        writer.writeheader()
-        for r in records:
-            writer.writerow(asdict(r))
-
-
-def write_json(records: Sequence[ExerciseRecord], path: str | Path) -> None:
-    """JSON: a list of ``{"notebook", "exercise", "passed", "message"}`` records."""
-    Path(path).write_text(json.dumps([asdict(r) for r in records], indent=1, ensure_ascii=False) + "\n",
-                          encoding="utf-8")

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ENV = "DIFFCOURSE_CHROMIUM"
 HOW_TO_ENABLE = (
     "to run the browser tests: `apt-get update && apt-get install -y chromium` (or point "
-    f"${CHROMIUM_ENV} at a Chromium/Chrome binary) and `pip install -r requirements.txt` (playwright)"
+    f"${CHROMIUM_ENV} at a Chromium/Chrome binary) and `pip install -r requirements-dev.txt` (playwright)"
 )
 # Without the background-networking flags Chromium keeps dialling Google services, and those
 # connections are refused on a closed network (slow start, noisy logs).

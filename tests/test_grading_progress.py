@@ -1,0 +1,106 @@
+"""A long check on a slow or busy machine: *too slow here* while its steps keep coming, the endless-loop verdict only
+when they stop, and no more threads than the cores that are free."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from diffcourse import grading
+from diffcourse.grading import CheckContext, check, progress, register_check
+from diffcourse.grading.progress import Progress, free_cores, machine_threads
+
+pytestmark = pytest.mark.usefixtures("fresh_grading")
+
+
+@pytest.fixture
+def stepping_check():
+    """A check (chapter 99) that calls the learner's ``step(i)`` 100 times, 20 ms apart, reporting each as progress."""
+    @register_check("stepping_for_test", chapter=99, hint="step(i) returns i", timeout=1.0)
+    def _check(fn, ctx: CheckContext):
+        for i in range(100):
+            ctx.call(fn, i)
+            time.sleep(0.02)
+            ctx.progress.advance(i + 1, 100, "training steps")
+    yield "stepping_for_test"
+    grading.core._CHECKS.pop("stepping_for_test", None)
+
+
+def test_steps_that_keep_coming_past_the_limit_are_too_slow_here_not_an_endless_loop(stepping_check):
+    result = check(stepping_check, lambda i: i, quiet=True)
+    assert not result.passed and result.status == "too slow"
+    assert result.message.startswith("too slow here to give a verdict: your machine did ")
+    assert " of 100 training steps in " in result.message and "says nothing about your code" in result.message
+    assert "endless loop" not in result.message
+
+
+def test_a_step_that_never_returns_is_an_endless_loop_without_waiting_for_the_whole_limit(stepping_check, monkeypatch):
+    monkeypatch.setattr(progress, "STALL_SECONDS", 0.5)
+
+    def stuck_at_five(i):
+        while i == 5:
+            pass
+
+    start = time.perf_counter()
+    result = check(stepping_check, stuck_at_five, timeout=60, quiet=True)
+    assert time.perf_counter() - start < 10
+    assert result.status == "failed" and "after 5 of 100 training steps" in result.message
+    assert "endless loop" in result.message
+
+
+def test_a_check_without_progress_keeps_the_plain_time_limit(stepping_check):
+    """Before the first reported step, running out of time is the endless-loop verdict, as for every short check."""
+    def never_returns(i):
+        while True:
+            pass
+
+    result = check(stepping_check, never_returns, timeout=0.5, quiet=True)
+    assert result.status == "failed" and "no answer within 0.5 s" in result.message
+
+
+def test_the_too_slow_message_gives_the_rate_and_the_time_the_run_would_need():
+    p = Progress()
+    p.advance(1, 1150, "steps")
+    p.started, p.last, p.done, p.threads = 0.0, 900.0, 300, 1
+    message = p.too_slow_message(900)
+    assert "did 300 of 1150 steps in 15 minutes with 1 thread (20 a minute" in message
+    assert "about 58 minutes" in message and "torch.set_num_threads(1)" in message
+
+
+@pytest.mark.parametrize("runnable, loadavg, expected", [
+    (1.0, None, 2),   # only this reading runs: both cores are free
+    (2.0, None, 1),   # one other program
+    (4.0, None, 1),   # three others on two cores: still one thread, never none
+    (None, 0.4, 2),   # no /proc (macOS): the load average stands in
+    (None, 1.6, 1),
+])
+def test_free_cores_are_the_cores_less_the_other_programs(monkeypatch, runnable, loadavg, expected):
+    monkeypatch.setattr(progress, "usable_cores", lambda: 2)
+    monkeypatch.setattr(progress, "_runnable_tasks", lambda: runnable)
+    monkeypatch.setattr(progress.os, "getloadavg", lambda: (loadavg, 0.0, 0.0))
+    assert free_cores() == expected
+
+
+def test_a_long_check_trains_with_the_free_cores_capped_by_omp_and_restores_the_threads(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(progress, "free_cores", lambda: 3)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    p = Progress()
+    with machine_threads(p) as threads:
+        assert threads == 2 == torch.get_num_threads() == p.threads
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(progress, "free_cores", lambda: 1)
+    with machine_threads() as threads:
+        assert threads == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+
+
+def test_mnist_stage_two_reports_every_training_and_sampling_step():
+    from diffcourse.grading import ch02
+
+    ctx = CheckContext("mnist_ddpm", 0)
+    counted = ch02._counted(lambda x: 2 * x, ctx)
+    assert [counted(1), counted(2)] == [2, 4]
+    assert ctx.progress.done == 2 and ctx.progress.total == 900 + ch02.MNIST_SAMPLE_STEPS
+    assert ctx.progress.unit.startswith("steps (900 training")
