@@ -104,3 +104,22 @@ def test_mnist_stage_two_reports_every_training_and_sampling_step():
     assert [counted(1), counted(2)] == [2, 4]
     assert ctx.progress.done == 2 and ctx.progress.total == 900 + ch02.MNIST_SAMPLE_STEPS
     assert ctx.progress.unit.startswith("steps (900 training")
+
+
+@pytest.mark.parametrize("factor, status, words", [(3.0, "too slow", "about 3.0× slower than idle"),
+                                                   (1.0, "failed", "no answer within 1 s — is there an endless loop")])
+def test_a_long_check_without_progress_gives_no_verdict_on_a_busy_machine(stepping_check, monkeypatch, factor,
+                                                                           status, words):
+    """A learner's function that trains inside itself reports no steps; out of time on a machine several programs
+    share, that is *too slow here* — on an idle one, the endless-loop verdict."""
+    from diffcourse.grading import runner
+
+    monkeypatch.setattr(runner, "LONG_CHECK_SECONDS", 1.0)
+    monkeypatch.setattr(runner, "slowdown", lambda: factor)
+
+    def never_returns(i):
+        while True:
+            pass
+
+    result = check(stepping_check, never_returns, timeout=1, quiet=True)
+    assert result.status == status and words in result.message, result.message

@@ -11,6 +11,10 @@ progress (`Progress.advance`, once per step), and the runner reads it when the t
 * the steps stopped coming (one call of the learner's step ran for `STALL_SECONDS`): an endless loop,
   reported as soon as that is clear, without waiting for the whole limit (`Progress.stalled`).
 
+A long check that reports no progress (a learner's function that trains inside, say) and runs out of time on a
+machine that is busy (`slowdown`: several programs per core) gets *too slow here* too (`busy_message`), never
+the endless-loop verdict: there, no time limit can tell the two apart.
+
 `machine_threads` chooses how many threads such a check trains with: no more than the cores that are
 free right now. PyTorch spreads every operation over its threads and waits for the slowest; on a busy
 machine a thread that shares its core with another program makes all of them wait, so fewer threads
@@ -28,7 +32,8 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["Progress", "STALL_SECONDS", "machine_threads", "free_cores", "usable_cores"]
+__all__ = ["Progress", "STALL_SECONDS", "machine_threads", "free_cores", "usable_cores", "slowdown", "busy_message",
+           "BUSY_FACTOR", "LONG_CHECK_SECONDS"]
 
 STALL_SECONDS = 180.0
 """A single step of a long check that runs this long means the learner's step never returns (an idle 2-core CPU
@@ -111,20 +116,44 @@ def _runnable_tasks() -> float | None:
     return sum(readings) / len(readings)
 
 
-def free_cores() -> int:
-    """Cores not busy with other programs right now: the usable cores less the other tasks ready to run (this
-    reading itself is one of them). Where the system cannot say (not Linux), the 1-minute load average stands in;
-    where it has none either (Windows), every usable core counts as free."""
-    cores = usable_cores()
+def _other_tasks() -> float:
+    """Tasks other than this reading that are ready to run right now (Linux); where the system cannot say, the
+    1-minute load average; where it has none either (Windows), 0."""
     runnable = _runnable_tasks()
     if runnable is not None:
-        busy = max(runnable - 1, 0.0)
-    else:
-        try:
-            busy = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            busy = 0.0
-    return max(1, min(cores, round(cores - busy)))
+        return max(runnable - 1, 0.0)
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def free_cores() -> int:
+    """Cores not busy with other programs right now: the usable cores less the other tasks ready to run."""
+    cores = usable_cores()
+    return max(1, min(cores, round(cores - _other_tasks())))
+
+
+BUSY_FACTOR = 1.5
+"""A machine on which a check gets less than 1/1.5 of a core is busy: running out of time there says nothing about
+the code (`busy_message`)."""
+
+LONG_CHECK_SECONDS = 60.0
+"""Checks allowed at least this long do real work (training, sampling experiments): their time limit is read against
+the machine's load. Shorter ones answer in well under a second on any machine."""
+
+
+def slowdown() -> float:
+    """About how much slower than on an idle machine one thread runs now: the tasks ready to run (with this one) per
+    usable core, at least 1."""
+    return max(1.0, (_other_tasks() + 1.0) / usable_cores())
+
+
+def busy_message(limit: float, factor: float) -> str:
+    """What to say when a long check without reported progress runs out of time on a busy machine."""
+    return (f"no answer within {limit:g} s, on a machine about {factor:.1f}× slower than idle (other programs keep "
+            f"its {usable_cores()} core(s) busy): too slow here to tell slow work from an endless loop, so no verdict. "
+            "Close other programs and run the check again.")
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 
 from .core import (STATUSES, TIMEOUT_ENV, Check, CheckContext, CheckResult, CheckTimeout, Mismatch, all_checks,
                    checks_for_chapter, get_check)
-from .progress import Progress
+from .progress import BUSY_FACTOR, LONG_CHECK_SECONDS, Progress, busy_message, slowdown
 from .references import install_hook
 
 __all__ = ["GRADER_ENV", "check", "summary", "results", "reset", "run_check", "run_with_limit", "default_seed",
@@ -129,8 +129,7 @@ def run_with_limit(target: Callable[[], str | None], limit: float, progress: Pro
         if progress is not None and progress.stalled(now):
             outcome = ("stalled", progress.stall_message(now))
         elif now - start >= limit:
-            reported = progress is not None and progress.reported
-            outcome = ("too slow", progress.too_slow_message(limit)) if reported else ("timeout", None)
+            outcome = _out_of_time(limit, progress)
     if outcome is not None:
         _stop(thread)
         return outcome
@@ -139,6 +138,16 @@ def run_with_limit(target: Callable[[], str | None], limit: float, progress: Pro
     if "timeout" in box:
         return "timeout", None
     return "ok", box.get("ok")
+
+
+def _out_of_time(limit: float, progress: Progress | None) -> tuple[str, Any]:
+    """What running out of time means: *too slow here* while reported progress still came, or for a long check on a
+    busy machine (`diffcourse.grading.progress`); otherwise no answer — an endless loop, most likely."""
+    if progress is not None and progress.reported:
+        return "too slow", progress.too_slow_message(limit)
+    if limit >= LONG_CHECK_SECONDS and (factor := slowdown()) >= BUSY_FACTOR:
+        return "too slow", busy_message(limit, factor)
+    return "timeout", None
 
 
 def _verdict(spec: Check, status: str, value: Any, seed: int, limit: float) -> tuple[str, str]:
