@@ -229,6 +229,15 @@ class StartNoise(nn.Module):
         """Whether every run started from the very same noise."""
         return all(s.shape == self.starts[0].shape and torch.equal(s, self.starts[0]) for s in self.starts)
 
+    def expect_same_start(self, what: str) -> None:
+        """Fail, naming the mistake, when the runs of the sweep ``what`` started from different noise."""
+        if not self.same_start():
+            raise Mismatch(f"the runs of {what} for the different w started from different noise: one generator was "
+                           "used for all of them, so each w saw other draws, and the differences between the ws mix "
+                           "the guidance's effect with the noise's.",
+                           hint="Seed a fresh torch.Generator().manual_seed(seed) for every w: then every w starts "
+                                "from the same noise, and only the guidance differs.")
+
 
 def sweet_spot_reference(model: nn.Module, schedule: NoiseSchedule, k: int, ws: Sequence[float], n: int, steps: int,
                          seed: int, min_fraction: float = 0.95, target_spread: float = 0.15) -> float | None:
@@ -263,12 +272,7 @@ def check_sweet_spot(fn: Fn, ctx: CheckContext) -> str:
                 f"min_fraction={min_fraction}, target_spread={target})")
         recorder = StartNoise(model)
         got = ctx.call(fn, recorder, sched, k, list(ws), n, steps, seed, min_fraction, target, what=what)
-        if not recorder.same_start():
-            raise Mismatch(f"the runs of {what} for the different w started from different noise: one generator was "
-                           "used for all of them, so each w saw other draws, and the differences between the ws mix "
-                           "the guidance's effect with the noise's.",
-                           hint="Seed a fresh torch.Generator().manual_seed(seed) for every w: then every w starts "
-                                "from the same noise, and only the guidance differs.")
+        recorder.expect_same_start(what)
         if got is not None:  # a NumPy or torch number is fine too
             got = as_float(got, what)
         expected = sweet_spot_reference(model, sched, k, ws, n, steps, seed, min_fraction, target)
