@@ -137,10 +137,14 @@ class Difference:
                 "level": self.level, "method": self.method, "resolved": self.resolved}
 
 
-def _percentile_interval(values: torch.Tensor, level: float) -> tuple[float, float]:
+def _basic_interval(estimate: float, values: torch.Tensor, level: float) -> tuple[float, float]:
+    r"""The *basic* bootstrap interval :math:`[2\hat\theta - q_{hi},\ 2\hat\theta - q_{lo}]` of the replicates'
+    quantiles: it reflects the replicates around the estimate, so a statistic that resampling shifts (FID falls
+    apart at duplicates) is not reported with an interval that excludes its own estimate, as the percentile
+    interval can be."""
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-    low, high = torch.quantile(values.double(), q).tolist()
-    return low, high
+    q_lo, q_hi = torch.quantile(values.double(), q).tolist()
+    return 2 * estimate - q_hi, 2 * estimate - q_lo
 
 
 def bootstrap_difference(metric: Callable[[torch.Tensor, torch.Tensor | None], float], a: torch.Tensor,
@@ -152,9 +156,9 @@ def bootstrap_difference(metric: Callable[[torch.Tensor, torch.Tensor | None], f
     Each replicate resamples the rows of ``a`` and ``b`` with replacement — with **one** index draw for both
     when ``paired`` (row i of A and of B came from the same noise seed, so their errors are shared) — and
     resamples ``reference`` once for both, so the reference's own noise cancels in :math:`\Delta` as it does
-    in the measurement. The estimate is :math:`\Delta` on the full sets; the interval is the percentile
-    interval of the replicates. ``metric`` may ignore the reference (a per-sample rate such as the confident
-    share: pass ``reference=None``).
+    in the measurement. The estimate is :math:`\Delta` on the full sets; the interval is the basic bootstrap
+    interval of the replicates (`_basic_interval`). ``metric`` may ignore the reference (a per-sample rate such
+    as the confident share: pass ``reference=None``).
     """
     if paired and len(a) != len(b):
         raise ValueError(f"Paired sets must have equal size ({len(a)} vs {len(b)}): pass paired=False.")
@@ -167,7 +171,7 @@ def bootstrap_difference(metric: Callable[[torch.Tensor, torch.Tensor | None], f
         ref = None if reference is None else reference[torch.randint(0, len(reference), (len(reference),),
                                                                       generator=g)]
         deltas.append(metric(a[ia], ref) - metric(b[ib], ref))
-    low, high = _percentile_interval(torch.tensor(deltas), level)
+    low, high = _basic_interval(float(estimate), torch.tensor(deltas), level)
     return Difference(name_a, name_b, float(estimate), low, high, level,
                       f"bootstrap ({'paired' if paired else 'unpaired'}, {n_boot} resamples)")
 
