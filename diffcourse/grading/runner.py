@@ -29,7 +29,7 @@ from .progress import BUSY_FACTOR, LONG_CHECK_SECONDS, Progress, busy_message, s
 from .references import install_hook
 
 __all__ = ["GRADER_ENV", "check", "summary", "results", "reset", "run_check", "run_with_limit", "default_seed",
-           "grader_seed", "format_result", "format_summary"]
+           "format_result", "format_summary"]
 
 GRADER_ENV = "DIFFCOURSE_GRADER"
 """Environment variable the grader sets in the kernel that executes a notebook: `check` then leaves the check to it."""
@@ -38,14 +38,9 @@ _RESULTS: dict[str, CheckResult] = {}
 
 
 def default_seed(name: str) -> int:
-    """The seed of a check's random inputs in a notebook: fixed per exercise, so the same code gets the same verdict."""
+    """The seed of a check's random inputs: fixed per exercise, so the same code gets the same verdict — in the
+    notebook and from the grader, which draws the same inputs in its own process."""
     return zlib.crc32(name.encode()) % 100_000
-
-
-def grader_seed(name: str) -> int:
-    """The seed the grader draws its inputs from: fixed too (re-grading gives the same grade), but not the
-    notebook's, so that no output fitted to the inputs a learner has seen can pass."""
-    return zlib.crc32(f"grade:{name}".encode()) % 100_000
 
 
 def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:

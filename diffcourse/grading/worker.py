@@ -9,7 +9,8 @@ nothing the learner wrote runs before the grading code is in place:
    checks' inputs are small; a check that trains picks its own count, `diffcourse.grading.progress`), and
    take an `Integrity` snapshot;
 3. walk the notebook's `Plan`: run its definitions, and at each check call run the registered check on the
-   named function with the grader's own seed (`grader_seed`) and the check's own time limit. After every step
+   named function with the exercise's fixed seed (`default_seed`: the inputs the notebook's own check drew, so
+   the grade is the verdict the learner saw) and the check's own time limit. After every step
    compare with the snapshot: whatever changed is reported as tampering and put back, and a check during
    which something changed counts as not passed (status ``tampered``);
 4. send one signed message per check (`diffcourse.grading.channel`), and ``{"kind": "done"}`` at the end.
@@ -30,7 +31,7 @@ from .channel import signer
 from .core import TIMEOUT_ENV, Check, CheckResult, all_checks
 from .integrity import Integrity
 from .plan import CheckCall, Definitions, Plan, is_inert_target, missing_global_note, notebook_plan
-from .runner import grader_seed, is_function_or_tuple, run_check, run_with_limit
+from .runner import default_seed, is_function_or_tuple, run_check, run_with_limit
 
 __all__ = ["main", "grade_job"]
 
@@ -100,7 +101,7 @@ def _check(step: CheckCall, namespace: dict[str, Any], checks: dict[str, Check],
         return _failed(spec, f"not checked: `{step.target_text}` is a {type(fn).__name__}, not the function the "
                              "exercise asks for.")
     limit = float(os.environ.get(TIMEOUT_ENV) or spec.timeout)
-    result = run_check(spec, fn, seed=grader_seed(spec.name), limit=limit)
+    result = run_check(spec, fn, seed=default_seed(spec.name), limit=limit)
     if not result.passed:
         result.message += missing_global_note(result.message, plan)
     return result
