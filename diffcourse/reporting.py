@@ -477,6 +477,7 @@ def latent_compare_table(bench: Mapping | None) -> str:
     return markdown_table(["model", "FID", "precision", "recall", "confident", "NLL (bits/dim)", "NFE",
                            f"seconds for {bench['n']}"], rows)
 
+
 def _cpu(v: float | None) -> str:
     return "—" if v is None else f"{v:,.0f}"
 
