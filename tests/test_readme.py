@@ -47,10 +47,15 @@ def test_the_commands_come_in_the_order_they_are_run():
     assert [INSTALL.index(c) for c in order] == sorted(INSTALL.index(c) for c in order)
 
 
-def test_the_python_version_it_states_is_the_packages():
+def test_the_python_versions_it_states_are_the_packages():
+    """README: "Python 3.11 to 3.14"; pyproject: ">=3.11,<3.15" (the pins' own Requires-Python and wheels set both
+    ends: NumPy, SciPy & co. need 3.11, and PyTorch 2.13.0, NumPy 2.4.6 and SciPy 1.17.1 have no wheels for 3.15)."""
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
-    stated = re.findall(r"Python (3\.\d+) or newer", README)
-    assert stated and set(stated) == {requires.removeprefix(">=")}, (stated, requires)
+    low, high = re.fullmatch(r">=3\.(\d+),\s*<3\.(\d+)", requires).groups()
+    assert re.findall(r"Python (3\.\d+) to (3\.\d+)", README) == [(f"3.{low}", f"3.{int(high) - 1}")], requires
+    assert not re.search(r"Python 3\.\d+\+|Python 3\.\d+ or newer", README), "the README states an open range"
+    first = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()[0]
+    assert f"Python 3.{low} to 3.{int(high) - 1}" in first, first
 
 
 def test_ci_runs_the_readmes_test_command_with_the_development_requirements():
