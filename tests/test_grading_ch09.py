@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffcourse.grading import check, checks_for_chapter
 from diffcourse.samplers.ddim import ddim_timesteps, ddim_update
-from grading_helpers import assert_agrees_with_the_library, assert_caught, assert_passes, assert_stub_says_so, assert_times_out  # tests/grading_helpers.py
+from grading_helpers import assert_agrees_with_the_library  # tests/grading_helpers.py
+from grading_suite import chapter_tests  # tests/grading_suite.py
 
 
 pytestmark = pytest.mark.usefixtures("fresh_grading")  # see tests/conftest.py
@@ -167,16 +167,11 @@ WRONG = [
 ]
 
 
-def test_chapter_9_registers_its_exercises_in_order():
-    assert checks_for_chapter(9) == ["replace_known", "repaint_jump", "sdedit_start", "low_pass", "ilvr_correct",
-                                     "relabel"]
-    assert set(GOOD) == set(checks_for_chapter(9))
-
-
-@pytest.mark.parametrize("seed", [None, 1, 2])
-@pytest.mark.parametrize("name", sorted(GOOD))
-def test_correct_code_passes(name, seed, capsys):
-    assert_passes(name, GOOD[name], seed, capsys)
+(test_chapter_9_registers_its_exercises_in_order, test_correct_code_passes,
+ test_wrong_code_is_caught_with_a_useful_message, test_an_endless_loop_fails_within_the_time_limit,
+ test_an_unwritten_stub_says_so) = chapter_tests(
+    9, ["replace_known", "repaint_jump", "sdedit_start", "low_pass", "ilvr_correct", "relabel"], GOOD, WRONG,
+    endless=["repaint_jump", "relabel"])
 
 
 def test_the_checks_agree_with_the_library():
@@ -184,18 +179,3 @@ def test_the_checks_agree_with_the_library():
 
     for name in ("replace_known", "repaint_jump", "sdedit_start", "low_pass", "ilvr_correct", "relabel"):
         assert_agrees_with_the_library(name, getattr(editing, name))
-
-
-@pytest.mark.parametrize("name, wrong, words", WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)])
-def test_wrong_code_is_caught_with_a_useful_message(name, wrong, words, capsys):
-    assert_caught(name, wrong, words, capsys)
-
-
-@pytest.mark.parametrize("name", ["repaint_jump", "relabel"])
-def test_an_endless_loop_fails_within_the_time_limit(name, capsys):
-    assert_times_out(name, capsys)
-
-
-@pytest.mark.parametrize("name", sorted(GOOD))
-def test_an_unwritten_stub_says_so(name):
-    assert_stub_says_so(name)

@@ -12,9 +12,8 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from diffcourse.grading import check, checks_for_chapter
-from grading_helpers import (assert_agrees_with_the_library, assert_caught, assert_passes,  # tests/grading_helpers.py
-                             assert_stub_says_so, assert_times_out)
+from grading_helpers import assert_agrees_with_the_library, assert_passes  # tests/grading_helpers.py
+from grading_suite import chapter_tests  # tests/grading_suite.py
 
 pytestmark = pytest.mark.usefixtures("fresh_grading")  # see tests/conftest.py
 
@@ -122,16 +121,11 @@ WRONG = [
 ]
 
 
-def test_chapter_10_registers_its_exercises_in_order():
-    assert checks_for_chapter(10) == ["cfm_loss", "flow_euler", "eps_to_velocity", "ot_coupling", "straightness",
-                                      "marginal_velocity"]
-    assert set(GOOD) == set(checks_for_chapter(10))
-
-
-@pytest.mark.parametrize("seed", [None, 1, 2])
-@pytest.mark.parametrize("name", sorted(GOOD))
-def test_correct_code_passes(name, seed, capsys):
-    assert_passes(name, GOOD[name], seed, capsys)
+(test_chapter_10_registers_its_exercises_in_order, test_correct_code_passes,
+ test_wrong_code_is_caught_with_a_useful_message, test_an_endless_loop_fails_within_the_time_limit,
+ test_an_unwritten_stub_says_so) = chapter_tests(
+    10, ["cfm_loss", "flow_euler", "eps_to_velocity", "ot_coupling", "straightness", "marginal_velocity"], GOOD, WRONG,
+    endless=["flow_euler", "ot_coupling"])
 
 
 def test_brute_force_ot_passes_too(capsys):
@@ -153,18 +147,3 @@ def test_the_checks_agree_with_the_library():
     }
     for name, fn in library.items():
         assert_agrees_with_the_library(name, fn)
-
-
-@pytest.mark.parametrize("name, wrong, words", WRONG, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG)])
-def test_wrong_code_is_caught_with_a_useful_message(name, wrong, words, capsys):
-    assert_caught(name, wrong, words, capsys)
-
-
-@pytest.mark.parametrize("name", ["flow_euler", "ot_coupling"])
-def test_an_endless_loop_fails_within_the_time_limit(name, capsys):
-    assert_times_out(name, capsys)
-
-
-@pytest.mark.parametrize("name", sorted(GOOD))
-def test_an_unwritten_stub_says_so(name):
-    assert_stub_says_so(name)
