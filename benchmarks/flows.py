@@ -1,7 +1,9 @@
 """Benchmark for chapter 10 (flow matching): the 2D coupling study over seeds, and MNIST flow vs diffusion.
 
     python benchmarks/flows.py --part toy2d [--seeds 0 1 2 3 4]
+    python benchmarks/flows.py --part toy2d-cache        # seed 0's models for the lesson (after --part toy2d)
     python benchmarks/flows.py --part mnist [--n 1000] [--flow runs/mnist-flow/mnist-flow.pt]
+    python benchmarks/flows.py --part record-quality     # the flow's rows into the manifest's mnist-flow entry
 
 Writes ``benchmarks/results/flows.json`` incrementally (each seed, each sampler as it finishes), so an
 interrupted run keeps what it measured; a part re-run replaces that part. One thread (the 2-core CPU is shared).
@@ -10,15 +12,17 @@ interrupted run keeps what it measured; a part re-run replaces that part. One th
   eps-prediction, the same MLP, steps and batch): SW / floor at NFE 1, 2, 4, 8, 50 and straightness. Differences
   between methods are read over seeds (`seed_difference`, paired: every method of a seed meets the same data,
   floor and noises).
+* ``toy2d-cache``: seed 0's five models trained again and saved to ``benchmarks/results/flows_toy2d_seed0.pt``
+  (`diffcourse.flow_study.TOY_CACHE`) if their scores equal the ``toy2d`` part's seed 0; the lesson loads them.
 * ``mnist``: the flow model ``mnist-flow`` and its two matched diffusion partners (the same U-Net, 6500 steps,
   batches, seed and learning-rate schedule: ``mnist-ddpm-lsimple``, plain L_simple, and the 6500-step min-SNR-5
   ``mnist-ddpm``) at NFE 5/10/20/50: Euler and Heun for the flow, DDIM (eta = 0, no clipping: Euler on the
   diffusion model's own flow) for both diffusion models. Every sampler decodes the same N noises (seed 0, so the
   differences are paired). FID in the course's feature space (``mnist-classifier``) against all 10 000 test digits,
   next to `matched_floor` (N training digits, the data's own label mix, 5 draws); confident share; paired bootstrap
-  differences (`bootstrap_difference`, 200 resamples). Also: the shipped 19 500-step ``mnist-ddpm`` sampled as a
-  flow (`diffusion_velocity_fn`, Euler on DDIM's grid) against its DDIM. Images are cached in ``--cache`` so an
-  interrupted run resumes.
+  differences (`bootstrap_difference`, ``--n-boot`` resamples, 1000 by default). Also: the shipped 19 500-step
+  ``mnist-ddpm`` sampled as a flow (`diffusion_velocity_fn`, Euler on DDIM's grid) against its DDIM. Images are
+  cached in ``--cache`` so an interrupted run resumes.
 """
 from __future__ import annotations
 
@@ -66,6 +70,27 @@ def toy_part(seeds: list[int], n: int) -> None:
         save_part("toy2d", part)
         print(f"seed {seed}: {time.perf_counter() - t0:.0f} s; 1-NFE SW/floor "
               + ", ".join(f"{m} {s['sw_ratio']['1']:.2f}" for m, s in study["scores"].items()), flush=True)
+
+
+def toy_cache_part(n: int, tolerance: float = 1e-6) -> None:
+    """Train seed 0's models again and write them to `TOY_CACHE` for the lesson, but only if their scores equal seed
+    0 of the ``toy2d`` part (training is seeded: a difference means this machine rounds differently, and the lesson
+    would show other numbers than the results file)."""
+    from diffcourse.flow_study import TOY_CACHE, save_toy_models, toy_models, toy_scores, toy_sets
+
+    toy = load().get("toy2d")
+    if not toy or 0 not in toy["seeds"] or toy["n"] != n:
+        raise SystemExit("run `python benchmarks/flows.py --part toy2d` (with seed 0, the same --n) first.")
+    recorded = toy["runs"][toy["seeds"].index(0)]
+    models = toy_models(0)
+    scores = toy_scores(models, toy_sets(0, n))
+    worst = max(abs(scores[m]["sw_ratio"][k] / recorded[m]["sw_ratio"][k] - 1) for m in scores for k in
+                recorded[m]["sw_ratio"])
+    if worst > tolerance:
+        raise SystemExit(f"seed 0 retrained scores differ from flows.json by up to {worst:.1e} (relative): "
+                         "not writing the cache; re-run --part toy2d on this machine first.")
+    save_toy_models(models, TOY_CACHE)
+    print(f"wrote {TOY_CACHE} (scores equal flows.json seed 0 to {worst:.1e})")
 
 
 # ------------------------------------------------------------------------------------------------------ MNIST
@@ -140,7 +165,7 @@ def _score(images: torch.Tensor, ref: dict) -> dict:
             "confident": confident_share(images, ref["judge"])}
 
 
-def _differences(scored: dict, ref: dict) -> list[dict]:
+def _differences(scored: dict, ref: dict, n_boot: int = 1000) -> list[dict]:
     """Paired bootstrap differences of FID and confident share for `DIFFERENCES` at every shared NFE. The samples are
     resampled (one index draw for both sides: they share their noises); the reference, all 10 000 test digits, is
     held fixed (the interval is conditional on it), which makes each replicate two small FIDs instead of two
@@ -165,7 +190,7 @@ def _differences(scored: dict, ref: dict) -> list[dict]:
             for metric, fn, x, y, reference in (
                     ("fid", fid_metric, a["features"], b["features"], None),
                     ("confident", conf_metric, a["confident_per_sample"], b["confident_per_sample"], None)):
-                d = bootstrap_difference(fn, x, y, reference, paired=True, n_boot=200, seed=nfe,
+                d = bootstrap_difference(fn, x, y, reference, paired=True, n_boot=n_boot, seed=nfe,
                                          name_a=f"{a_name} (NFE {a['nfe']})", name_b=f"{b_name} (NFE {b['nfe']})")
                 out.append({"metric": metric, "nfe": nfe, **d.as_dict(), "verdict": d.verdict(
                     "FID" if metric == "fid" else "confident share", lower_is_better=metric == "fid")})
@@ -198,7 +223,10 @@ def mnist_part(a) -> None:
     part = {"n": n, "nfes": list(a.nfes), "device": "cpu", "torch_threads": torch.get_num_threads(),
             "models": {"flow": a.flow, "lsimple": a.lsimple, "minsnr": a.minsnr + " (c288428:mnist-ddpm.pt)"},
             "floor": ref["floor"].as_dict(), "real_confident": ref["real_confident"], "rows": {},
-            "note": "python benchmarks/flows.py --part mnist --n N"}
+            "note": f"python benchmarks/flows.py --part mnist --n {n} --nfes {' '.join(map(str, a.nfes))} on the "
+                    "2-core CPU shared with other jobs (1 thread); 'seconds' are wall times on that busy machine. "
+                    f"Differences: paired bootstrap over the samples ({a.n_boot} resamples; the same noises for every "
+                    "sampler), the 10 000 test digits held fixed."}
     part["agreement"] = _agreement(models, min(200, n), cache)
     save_part("mnist", part)
     scored = {}
@@ -213,16 +241,44 @@ def mnist_part(a) -> None:
         save_part("mnist", part)
         print(f"{cfg['key']}: FID {s['fid']:.2f} (floor {ref['floor'].mean:.2f}), confident {s['confident']:.3f}, "
               f"{seconds:.0f} s", flush=True)
-    part["differences"] = _differences(scored, ref)  # once, at the end: each FID bootstrap costs 400 FIDs
+    part["differences"] = _differences(scored, ref, a.n_boot)  # at the end: 2 n_boot FIDs each
     save_part("mnist", part)
+
+
+def record_quality() -> None:
+    """Copy the MNIST part's rows for the flow (``flow-euler`` / ``flow-heun`` at each NFE) and its floor into the
+    ``quality`` of the ``mnist-flow`` entry of ``diffcourse/checkpoints/manifest.json``, as ``mnist-ddpm``'s entry holds
+    ``floor`` and ``ddim50`` — after checking that the measured file is the shipped one (SHA-256)."""
+    from diffcourse.pretrained import CHECKPOINT_DIR, sha256
+
+    part = load().get("mnist")
+    if not part or not part.get("rows"):
+        raise SystemExit("no MNIST part in flows.json: run `python benchmarks/flows.py --part mnist` first.")
+    path = CHECKPOINT_DIR / "manifest.json"
+    manifest = json.loads(path.read_text())
+    entry = manifest["checkpoints"]["mnist-flow"]
+    if sha256(part["models"]["flow"]) != entry["sha256"]:
+        raise SystemExit(f"{part['models']['flow']} is not the shipped mnist-flow.pt (SHA-256 differs): not recording.")
+    fl, n = part["floor"], part["n"]
+    quality = {"source": "benchmarks/results/flows.json, part mnist",
+               "floor": {"n": fl["n"], "fid_mean": fl["mean"], "fid_std": fl["std"], "fid_draws": fl["draws"]}}
+    for key, r in part["rows"].items():
+        if r["model"] == "flow":
+            quality[f"{r['sampler'].removeprefix('flow_')}{r['nfe']}"] = {
+                "n": n, "fid": r["fid"], "fid_over_floor": r["fid_over_floor"], "seconds": r["seconds"],
+                "nfe": r["nfe"], "steps": r["steps"], "confident_share": r["confident"]}
+    entry["quality"] = quality
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"mnist-flow quality recorded in {path}: " + ", ".join(k for k in quality if k not in ("source", "floor")))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["toy2d", "mnist"], required=True)
+    p.add_argument("--part", choices=["toy2d", "toy2d-cache", "mnist", "record-quality"], required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--n", type=int, default=None, help="points (toy2d, default 2000) or images (mnist, default 1000)")
     p.add_argument("--nfes", type=int, nargs="+", default=list(NFES), help="mnist: the NFE values (default 5 10 20 50)")
+    p.add_argument("--n-boot", type=int, default=1000, help="mnist: bootstrap resamples per difference")
     p.add_argument("--cache", default="/tmp/flows_mnist_cache", help="folder for the sampled images (resume)")
     p.add_argument("--flow", default="runs/mnist-flow/mnist-flow.pt")
     p.add_argument("--lsimple", default="runs/mnist-ddpm-lsimple/mnist-ddpm-lsimple.pt")
@@ -232,6 +288,10 @@ def main() -> None:
     torch.set_num_threads(1)
     if a.part == "toy2d":
         toy_part(a.seeds, a.n or 2000)
+    elif a.part == "toy2d-cache":
+        toy_cache_part(a.n or 2000)
+    elif a.part == "record-quality":
+        record_quality()
     else:
         mnist_part(a)
 

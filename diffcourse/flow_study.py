@@ -9,6 +9,7 @@ runs seed 0 live. `seed_verdicts` and `mnist_verdicts` turn the results into the
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -23,8 +24,8 @@ from .samplers import ddim_sample
 from .samplers.flow import flow_sample
 
 __all__ = ["TOY_NFES", "TOY_METHODS", "toy_sets", "toy_models", "toy_velocity", "toy_sample", "toy_straightness",
-           "toy_scores",
-           "toy_study", "seed_verdicts", "mnist_verdicts"]
+           "toy_scores", "toy_study", "TOY_CACHE", "save_toy_models", "load_toy_models", "seed_verdicts",
+           "mnist_verdicts"]
 
 TOY_NFES = (1, 2, 4, 8, 50)
 TOY_METHODS = ("i-cfm", "ot-cfm", "reflow", "ddim-x0", "ddim-eps")
@@ -113,9 +114,11 @@ def toy_scores(models: Mapping[str, Mapping[str, Any]], sets: Mapping[str, torch
     return scores
 
 
-def toy_study(seed: int = 0, n: int = 2000, methods: Sequence[str] = TOY_METHODS) -> dict[str, Any]:
-    """Train and score one seed of the 2D study: ``{"models", "sets", "scores"}``."""
-    models = toy_models(seed, methods)
+def toy_study(seed: int = 0, n: int = 2000, methods: Sequence[str] = TOY_METHODS,
+              models: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Train (or take ``models``, e.g. `load_toy_models`) and score one seed of the 2D study:
+    ``{"models", "sets", "scores"}``."""
+    models = dict(models) if models is not None else toy_models(seed, methods)
     sets = toy_sets(seed, n)
     return {"models": models, "sets": sets, "scores": toy_scores(models, sets)}
 
@@ -218,3 +221,37 @@ def mnist_table(part: Mapping[str, Any]) -> str:
     return markdown_table(["model / sampler", "NFE", "FID", "FID / floor", "confident share",
                            "seconds (CPU, 1 thread)"],
                           sorted(rows[:-1], key=lambda r: (r[0], r[1])) + rows[-1:])
+
+
+# ----------------------------------------------------------------------------------------------- the cached seed
+TOY_CACHE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "flows_toy2d_seed0.pt"
+"""Seed 0's five trained 2D models, written by ``python benchmarks/flows.py --part toy2d-cache`` (which refuses to
+write them unless their scores equal seed 0 of ``flows.json``'s ``toy2d`` part): the lesson loads them instead of
+spending about a minute of CPU retraining them."""
+
+
+def save_toy_models(models: Mapping[str, Mapping[str, Any]], path: str | Path = TOY_CACHE) -> None:
+    """Write the EMA weights of a `toy_models` result, with its training seconds (what `toy_table` shows)."""
+    torch.save({m: {"state_dict": e["model"].state_dict(), "seconds": float(e["seconds"]),
+                    **({"pair_seconds": float(e["pair_seconds"])} if "pair_seconds" in e else {})}
+                for m, e in models.items()}, path)
+
+
+def load_toy_models(path: str | Path = TOY_CACHE) -> dict[str, dict[str, Any]]:
+    """The models `save_toy_models` wrote, rebuilt as `toy_models` returns them (same `ToyMLP`, diffusion models
+    with their linear schedule)."""
+    from .models import ToyMLP
+    from .schedules import make_schedule
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is not there: write it with `python benchmarks/flows.py --part toy2d-cache`, "
+                                "or train the models here with `toy_models(seed=0)` (about a minute of CPU).")
+    out = {}
+    for m, saved in torch.load(path, weights_only=True).items():
+        model = ToyMLP(hidden=FLOW_TOY["hidden"], depth=FLOW_TOY["depth"])
+        model.load_state_dict(saved["state_dict"])
+        entry = {"model": model.eval().requires_grad_(False), **{k: v for k, v in saved.items() if k != "state_dict"}}
+        if m.startswith("ddim-"):
+            entry["schedule"] = make_schedule("linear", FLOW_TOY["T"])
+        out[m] = entry
+    return out

@@ -218,3 +218,23 @@ def test_the_flow_paths_widget_swaps_frames_without_recomputing():
     assert w.caption.value == "curved, NFE = 4: b"
     with pytest.raises(ValueError, match="same NFE values"):
         FlowPathsScrubber({"a": {1: runs["straight"][1]}, "b": runs["curved"]}, fine)
+
+
+def test_the_2d_study_models_come_back_from_their_file_as_they_were_saved(tmp_path):
+    from diffcourse.flow_study import load_toy_models, save_toy_models, toy_sample
+    from diffcourse.models import ToyMLP
+    from diffcourse.recipes.toy2d_flow import FLOW_TOY
+
+    torch.manual_seed(0)
+    models = {m: {"model": ToyMLP(hidden=FLOW_TOY["hidden"], depth=FLOW_TOY["depth"]), "seconds": 1.5}
+              for m in ("i-cfm", "ddim-x0")}
+    models["ddim-x0"]["schedule"] = make_schedule("linear", FLOW_TOY["T"])
+    save_toy_models(models, tmp_path / "toy.pt")
+    loaded = load_toy_models(tmp_path / "toy.pt")
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(1))
+    for m in models:
+        assert loaded[m]["seconds"] == 1.5
+        assert torch.equal(toy_sample(m, loaded[m], x_T, 4), toy_sample(m, models[m], x_T, 4))
+    assert "schedule" in loaded["ddim-x0"] and "schedule" not in loaded["i-cfm"]
+    with pytest.raises(FileNotFoundError, match="toy2d-cache"):
+        load_toy_models(tmp_path / "missing.pt")
