@@ -225,12 +225,7 @@ def cfm_loss(model: nn.Module | Callable, x0: torch.Tensor, eps: torch.Tensor, t
 def is_flow_model(model: nn.Module) -> bool:
     """Whether a loaded network was trained by flow matching (its recipe's kind, recorded in the manifest or export)."""
     info = getattr(model, "pretrained_info", None) or {}
-    kind = (info.get("settings") or {}).get("kind")
-    if kind is None and info.get("recipe"):  # a network just trained by `load_or_train` records only its recipe
-        from .recipes.mnist import RECIPES
-
-        kind = getattr(RECIPES.get(info["recipe"]), "kind", None)
-    return kind == "flow"
+    return (info.get("settings") or {}).get("kind") == "flow"
 
 
 def velocity_fn(model: nn.Module, target: str = "velocity", y: torch.Tensor | None = None) -> VelocityFn:

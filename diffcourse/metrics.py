@@ -1,7 +1,9 @@
 r"""How good are the samples? Distances between sets of points.
 
 Chapter 7 builds the full set; the 2D distances live here from the start
-because every chapter checks its 2D samples with them.
+because every chapter checks its 2D samples with them. The MNIST metrics read images through a
+feature network that the caller passes in (the shipped ``mnist-classifier``); nothing here loads a
+checkpoint.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import math
 from typing import Callable, Sequence
 
 import torch
+
+from .likelihood import discretised_gaussian_log_likelihood
 
 __all__ = ["sliced_wasserstein", "sw_floor_ratio", "frechet_distance", "feature_stats", "classifier_features", "fid",
            "classifier_accuracy", "confident_share", "within_class_spread", "inception_score", "precision_recall",
@@ -104,16 +108,14 @@ def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def classifier_features(images, classifier: torch.nn.Module | None = None, batch_size: int = 1000,
+def classifier_features(images, classifier: torch.nn.Module, batch_size: int = 1000,
                         device: torch.device | str | None = None) -> torch.Tensor:
     """Penultimate-layer features of the MNIST classifier for ``(N, 1, 28, 28)`` images in [-1, 1].
 
-    ``classifier`` defaults to the shipped ``mnist-classifier`` (`diffcourse.load_pretrained`).
+    ``classifier`` is the feature network: the course's is the shipped ``mnist-classifier``
+    (``diffcourse.load_pretrained("mnist-classifier")``).
     Returns a float64 CPU tensor ``(N, d)``.
     """
-    if classifier is None:
-        from .pretrained import load_pretrained
-        classifier = load_pretrained("mnist-classifier", device)
     x = torch.as_tensor(images, dtype=torch.float32)
     if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"Expected images of shape (N, 1, 28, 28) in [-1, 1], got {tuple(x.shape)}.")
@@ -125,7 +127,7 @@ def classifier_features(images, classifier: torch.nn.Module | None = None, batch
     return torch.cat(feats)
 
 
-def fid(images_a, images_b, classifier: torch.nn.Module | None = None, batch_size: int = 1000,
+def fid(images_a, images_b, classifier: torch.nn.Module, batch_size: int = 1000,
         device: torch.device | str | None = None) -> float:
     r"""FID between two image sets in the MNIST classifier's feature space (see `classifier_features`):
     the `frechet_distance` between Gaussians fitted to the two sets of features.
@@ -133,20 +135,14 @@ def fid(images_a, images_b, classifier: torch.nn.Module | None = None, batch_siz
     FID is biased upwards at small N: compare with the *floor*, the FID between two
     independent sets of real images of the same size.
     """
-    if classifier is None:
-        from .pretrained import load_pretrained
-        classifier = load_pretrained("mnist-classifier", device)
     fa = classifier_features(images_a, classifier, batch_size, device)
     fb = classifier_features(images_b, classifier, batch_size, device)
     return frechet_distance(*feature_stats(fa), *feature_stats(fb))
 
 
 @torch.no_grad()
-def classifier_accuracy(images, labels, classifier: torch.nn.Module | None = None, batch_size: int = 1000) -> float:
+def classifier_accuracy(images, labels, classifier: torch.nn.Module, batch_size: int = 1000) -> float:
     """Fraction of ``images`` that the MNIST classifier assigns to the asked-for ``labels`` (how well guidance obeys)."""
-    if classifier is None:
-        from .pretrained import load_pretrained
-        classifier = load_pretrained("mnist-classifier")
     x = torch.as_tensor(images, dtype=torch.float32)
     dev = next(classifier.parameters()).device
     pred = torch.cat([classifier(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
@@ -154,7 +150,7 @@ def classifier_accuracy(images, labels, classifier: torch.nn.Module | None = Non
 
 
 @torch.no_grad()
-def confident_share(images, classifier: torch.nn.Module | None = None, threshold: float = 0.9,
+def confident_share(images, classifier: torch.nn.Module, threshold: float = 0.9,
                     batch_size: int = 1000) -> float:
     r"""Fraction of ``images`` that the MNIST classifier reads as *some* digit with confidence: the largest
     softmax probability :math:`\max_y p(y\mid x)` at least ``threshold`` (0.9 by default).
@@ -164,9 +160,6 @@ def confident_share(images, classifier: torch.nn.Module | None = None, threshold
     score low. It sees fidelity only — ten copies of one good digit score 1 — so pair it with a
     diversity measure (recall, KID).
     """
-    if classifier is None:
-        from .pretrained import load_pretrained
-        classifier = load_pretrained("mnist-classifier")
     x = torch.as_tensor(images, dtype=torch.float32)
     dev = next(classifier.parameters()).device
     was_training = classifier.training
@@ -466,19 +459,6 @@ def kernel_bayes_on_noisy(train_x0: torch.Tensor, train_y: torch.Tensor, test_x0
 
 
 # --------------------------------------------------------------------------- the variational bound of a DDPM (bits/dim)
-def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
-
-
-def _discretised_gaussian_log_likelihood(x0: torch.Tensor, mean: torch.Tensor, std: float, bins: int = 256) -> torch.Tensor:
-    """log P(x0) per element for data on ``bins`` levels in [-1, 1] under N(mean, std^2), integrated over each level's
-    bin (half-width 1/(bins-1)); the two extreme bins extend to -inf and +inf (Ho et al. 2020, section 3.3)."""
-    half = 1.0 / (bins - 1)
-    upper = torch.where(x0 > 1 - 1e-6, torch.ones_like(x0), _normal_cdf((x0 + half - mean) / std))
-    lower = torch.where(x0 < -1 + 1e-6, torch.zeros_like(x0), _normal_cdf((x0 - half - mean) / std))
-    return (upper - lower).clamp_min(1e-12).log()
-
-
 def ddpm_elbo_bpd(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], schedule, x0: torch.Tensor, *,
                   timesteps: int | Sequence[int] | None = None, variance: str = "beta",
                   generator: torch.Generator | None = None, batch_size: int = 256, bins: int = 256,
@@ -522,7 +502,7 @@ def ddpm_elbo_bpd(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
     t0 = torch.zeros(B, dtype=torch.long, device=x0.device)
     x1 = schedule.q_sample(x0d, t0, torch.randn(x0.shape, generator=generator, dtype=torch.float64).to(x0.device))
     mu0 = _model_mean(eps_fn, schedule, x1.to(x0.dtype), t0)
-    decoder = -_per_example(_discretised_gaussian_log_likelihood(x0d, mu0, math.sqrt(float(schedule.betas[0])), bins))
+    decoder = -_per_example(discretised_gaussian_log_likelihood(x0d, mu0, math.sqrt(float(schedule.betas[0])), bins))
     to_bpd = 1.0 / (D * math.log(2))
     terms = {"prior": prior.cpu() * to_bpd, "diffusion": diffusion.cpu() * to_bpd, "decoder": decoder.cpu() * to_bpd}
     total = terms["prior"] + terms["diffusion"] + terms["decoder"]

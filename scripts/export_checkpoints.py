@@ -21,10 +21,10 @@ import shutil
 from pathlib import Path
 
 from diffcourse.pretrained import CHECKPOINT_DIR, load_export, sha256
+from diffcourse.recipes.base import build_model
 from diffcourse.recipes.latent import LATENT_RECIPES
-from diffcourse.recipes.mnist import RECIPES, build_model
-
-ALL_RECIPES = {**RECIPES, **LATENT_RECIPES}
+from diffcourse.recipes.mnist import RECIPES
+from diffcourse.recipes.registry import RECIPES as ALL_RECIPES
 
 # which part of benchmarks/mnist_quality.py's report belongs to which checkpoint
 QUALITY_KEYS = {"mnist-classifier": ["classifier"], "mnist-noisy-classifier": ["noisy_classifier"],

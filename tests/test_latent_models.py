@@ -193,7 +193,7 @@ def few_digits(monkeypatch):
 @pytest.mark.parametrize("name", ["latent-vae", "latent-vae-beta1", "latent-gan"])
 def test_recipe_smoke_and_checkpoint_round_trip(name, tmp_path, few_digits):
     from diffcourse.pretrained import load_model
-    from diffcourse.recipes.mnist import train_recipe
+    from diffcourse.recipes.registry import train_recipe
 
     torch.set_num_threads(1)
     result, path = train_recipe(name, tmp_path, steps=20, progress=False)

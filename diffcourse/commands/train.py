@@ -14,15 +14,14 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..recipes.latent import LATENT_RECIPES
-    from ..recipes.mnist import RECIPES
+    from ..recipes.registry import RECIPES
 
     p = subparsers.add_parser(
         "train", help="train an MNIST network with one of the course's recipes",
         description="Train an MNIST network with one of the course's recipes. "
-                    + " ".join(f"{r.name}: {r.description}" for r in [*RECIPES.values(), *LATENT_RECIPES.values()]),
+                    + " ".join(f"{r.name}: {r.description}" for r in RECIPES.values()),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("recipe", choices=sorted([*RECIPES, *LATENT_RECIPES]), help="which recipe to run")
+    p.add_argument("recipe", choices=sorted(RECIPES), help="which recipe to run")
     p.add_argument("--out", default=None, help="output folder (default: runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/train.pt if it exists")
     p.add_argument("--device", default=None, help="cpu, cuda, mps … (default: diffcourse.device.get_device())")
@@ -37,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..device import get_device
-    from ..recipes.mnist import train_recipe
+    from ..recipes.registry import train_recipe
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..latent import gaussian_kl, reparameterize
-from ..metrics import _discretised_gaussian_log_likelihood
+from ..likelihood import discretised_gaussian_log_likelihood
 
 __all__ = ["Autoencoder", "vae_loss", "sigma_vae_loss", "decoder_sigma", "vae_elbo_bpd"]
 
@@ -164,5 +164,5 @@ def vae_elbo_bpd(model: Autoencoder, x: torch.Tensor, sigma: float, generator: t
     """
     mean, logvar = model.encode(x)
     z = reparameterize(mean, logvar, torch.randn(mean.shape, generator=generator).to(mean.device))
-    nll = -_discretised_gaussian_log_likelihood(x.double(), model.decode(z).double(), sigma, bins).flatten(1).sum(1)
+    nll = -discretised_gaussian_log_likelihood(x.double(), model.decode(z).double(), sigma, bins).flatten(1).sum(1)
     return (nll + gaussian_kl(mean.double(), logvar.double())) / (x[0].numel() * math.log(2))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,7 +42,7 @@ from ..models.text import all_prompts, prompt_digits, tokenize
 from ..objectives import diffusion_loss
 from ..schedules import make_schedule
 from ..training import TrainResult, load_checkpoint, train
-from .mnist import Recipe, build_model, export_path, lr_multiplier
+from .base import Recipe, build_model, export_path, lr_multiplier, run_settings, snapshot_steps, write_export
 
 __all__ = ["LatentRecipe", "LATENT_RECIPES", "SHIPPED_LATENT", "train_latent_recipe", "encode_dataset",
            "prompt_batch_sampler", "load_autoencoder", "load_or_train_latent"]
@@ -50,7 +50,7 @@ __all__ = ["LatentRecipe", "LATENT_RECIPES", "SHIPPED_LATENT", "train_latent_rec
 
 @dataclass(frozen=True)
 class LatentRecipe(Recipe):
-    """A chapter-8 recipe: `diffcourse.recipes.mnist.Recipe` (kind ``"vae"``, ``"sigma-vae"``, ``"latent-diffusion"``
+    """A chapter-8 recipe: `diffcourse.recipes.base.Recipe` (kind ``"vae"``, ``"sigma-vae"``, ``"latent-diffusion"``
     or ``"gan"``) plus the VAE's KL weight and, for latent diffusion, the autoencoder whose latents it learns:
     the shipped one of that name, or (``autoencoder_from_run``) the one its recipe trained beside this run,
     ``OUT/../NAME/NAME.pt``, whose training CPU seconds are then charged to this run."""
@@ -101,7 +101,7 @@ SHIPPED_LATENT = ("latent-vae", "latent-vae-beta1", "latent-ldm", "latent-gan") 
 
 def load_autoencoder(source: str | os.PathLike | None, device: torch.device | str = "cpu") -> Autoencoder:
     """A frozen autoencoder: a shipped name (hash-checked, e.g. ``"latent-vae"``) or an exported ``.pt`` path."""
-    from ..pretrained import load_model
+    from ..loading import load_model
 
     model, _ = load_model(str(source), device)
     if not isinstance(model, Autoencoder):
@@ -215,19 +215,6 @@ def _data_and_loss(recipe: LatentRecipe, model: nn.Module, device: torch.device,
     raise ValueError(f"Unknown recipe kind {recipe.kind!r}.")
 
 
-def _export(path: Path, weights: nn.Module, model: nn.Module, recipe: LatentRecipe, settings: dict[str, Any],
-            steps: int, seconds: float, cpu_seconds: float, device: torch.device, command: str | None) -> Path:
-    """Write the shipped form of a run: EMA weights, the config that rebuilds the network, settings and clocks."""
-    export = {"state_dict": {k: v.detach().cpu() for k, v in weights.state_dict().items()},
-              "config": dict(model.config), "model": recipe.model, "recipe": recipe.name, "settings": settings,
-              "steps": steps, "seconds": round(seconds, 1), "cpu_seconds": round(cpu_seconds, 1),
-              "device": str(device), "command": command or ""}
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(export, tmp)
-    tmp.replace(path)
-    return path
-
-
 def _train_gan_recipe(recipe: LatentRecipe, steps: int, out_dir: Path | None, settings: dict[str, Any], *,
                       resume: bool, device: torch.device, progress: bool, checkpoint_every_s: float,
                       command: str | None) -> tuple[TrainResult, Path | None]:
@@ -241,25 +228,21 @@ def _train_gan_recipe(recipe: LatentRecipe, steps: int, out_dir: Path | None, se
                     betas=tuple(recipe.betas), ema_decay=recipe.ema_decay, seed=recipe.seed,
                     checkpoint=out_dir / "train.pt" if out_dir is not None else None,
                     checkpoint_every_s=checkpoint_every_s, resume=resume, progress=progress, desc=recipe.name,
-                    snapshot_steps=_snapshot_steps(recipe, steps), extra={"recipe": settings})
+                    snapshot_steps=snapshot_steps(recipe, steps), extra={"recipe": settings})
     sampler = sampling_generator(run.ema)
     result = TrainResult(model=gan, ema_model=sampler, losses=[d + g for d, g in run.losses], steps=steps,
                          seconds=run.seconds)
     if out_dir is None:
         return result, None
-    return result, _export(export_path(recipe.name, out_dir), sampler, sampler, recipe, settings, steps, run.seconds,
-                           run.cpu_seconds, device, command)
-
-
-def _snapshot_steps(recipe: LatentRecipe, steps: int) -> tuple[int, ...]:
-    return tuple(range(recipe.snapshot_every, steps + 1, recipe.snapshot_every)) if recipe.snapshot_every else ()
+    return result, write_export(export_path(recipe.name, out_dir), sampler, sampler, recipe, settings, steps=steps,
+                                seconds=run.seconds, cpu_seconds=run.cpu_seconds, device=device, command=command)
 
 
 def train_latent_recipe(name: str, out: str | os.PathLike | None = None, *, steps: int | None = None,
                         resume: bool = False, device: torch.device | str = "cpu", progress: bool = True,
                         checkpoint_every_s: float = 120.0, command: str | None = None,
                         autoencoder: str | os.PathLike | None = None) -> tuple[TrainResult, Path | None]:
-    """Run chapter-8 recipe ``name`` (see `LATENT_RECIPES`); same contract as `diffcourse.recipes.mnist.train_recipe`.
+    """Run chapter-8 recipe ``name`` (see `LATENT_RECIPES`); the contract of `diffcourse.recipes.registry.train_recipe`.
 
     ``autoencoder`` (latent diffusion only) replaces the recipe's autoencoder by another name or an
     exported ``.pt`` file (e.g. one just trained with ``TRAIN = True``).
@@ -270,8 +253,7 @@ def train_latent_recipe(name: str, out: str | os.PathLike | None = None, *, step
     device = torch.device(device)
     steps = int(steps if steps is not None else recipe.steps)
     out_dir = Path(out) if out is not None else None
-    settings = {k: v for k, v in asdict(recipe).items() if k != "model_kwargs"}
-    settings["steps"] = steps
+    settings = run_settings(recipe, steps)
     if recipe.kind == "gan":
         return _train_gan_recipe(recipe, steps, out_dir, settings, resume=resume, device=device, progress=progress,
                                  checkpoint_every_s=checkpoint_every_s, command=command)
@@ -285,12 +267,12 @@ def train_latent_recipe(name: str, out: str | os.PathLike | None = None, *, step
     result = train(model, loss_fn, next_batch, steps, lr=recipe.lr, ema_decay=recipe.ema_decay, seed=recipe.seed,
                    checkpoint=ckpt, checkpoint_every_s=checkpoint_every_s, resume=resume, device=device,
                    progress=progress, desc=name, extra={"recipe": settings}, lr_lambda=lr_multiplier(recipe, steps),
-                   autocast=torch.bfloat16 if recipe.bf16 else None, snapshot_steps=_snapshot_steps(recipe, steps))
+                   autocast=torch.bfloat16 if recipe.bf16 else None, snapshot_steps=snapshot_steps(recipe, steps))
     if out_dir is None:
         return result, None
     cpu = float(load_checkpoint(ckpt)["cpu_seconds"])
-    return result, _export(export_path(name, out_dir), result.ema_model, model, recipe, settings, steps,
-                           result.seconds, cpu, device, command)
+    return result, write_export(export_path(name, out_dir), result.ema_model, model, recipe, settings, steps=steps,
+                                seconds=result.seconds, cpu_seconds=cpu, device=device, command=command)
 
 
 def load_or_train_latent(train: bool = False, device: torch.device | str | None = None,
@@ -298,7 +280,7 @@ def load_or_train_latent(train: bool = False, device: torch.device | str | None 
     """Chapter 8's four shipped networks (`SHIPPED_LATENT`) by recipe name: the shipped checkpoints (hash-checked),
     or with ``train=True`` each trained here by its recipe into ``out/NAME`` (resumable), the latent diffusion model
     on the autoencoder just trained. This is what the lesson's ``TRAIN`` flag switches."""
-    from ..pretrained import load_model, load_pretrained
+    from ..loading import load_model, load_pretrained
 
     if not train:
         return {name: load_pretrained(name, device) for name in SHIPPED_LATENT}

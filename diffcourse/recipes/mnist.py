@@ -9,7 +9,7 @@ r"""Recipes for the MNIST networks: one function call (or ``python -m diffcourse
 
 Every recipe runs the package's one training loop (`diffcourse.training.train`: Adam, EMA,
 checkpoint every two minutes, exact resume) and draws all randomness from one seeded
-generator, so a run repeats. `train_recipe` writes two files into ``out``:
+generator, so a run repeats. `train_mnist_recipe` writes two files into ``out``:
 
 * ``train.pt`` — the full training state (for ``--resume``);
 * ``NAME.pt`` — the *export*: the EMA weights and what is needed to rebuild the network,
@@ -18,9 +18,7 @@ generator, so a run repeats. `train_recipe` writes two files into ``out``:
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,46 +28,14 @@ from torch.nn import functional as F
 
 from ..data.mnist import load_mnist
 from ..flows import flow_matching_loss
-from ..models import GAN, Autoencoder, Classifier, LatentUNet, NoisyClassifier, UNet
 from ..objectives import diffusion_loss
 from ..schedules import make_schedule
 from ..training import TrainResult, train
+from .base import (MODEL_CLASSES, Recipe, build_model, export_path, lr_multiplier, run_settings, snapshot_steps,
+                   write_export)
 
-__all__ = ["Recipe", "RECIPES", "MODEL_CLASSES", "build_model", "train_recipe", "export_path", "random_shift"]
-
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"UNet": UNet, "Classifier": Classifier, "NoisyClassifier": NoisyClassifier,
-                                            # chapter 8 (recipes in diffcourse.recipes.latent)
-                                            "Autoencoder": Autoencoder, "LatentUNet": LatentUNet, "GAN": GAN}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that determines a training run (the defaults reproduce the shipped checkpoints)."""
-
-    name: str
-    kind: str                      # "diffusion" | "flow" | "classifier" | "noisy-classifier"
-    model: str                     # a key of MODEL_CLASSES
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = 5000
-    batch_size: int = 64
-    lr: float = 1e-3
-    ema_decay: float = 0.999
-    seed: int = 0
-    schedule: str = "linear"
-    T: int = 1000
-    target: str = "eps"
-    p_uncond: float = 0.0
-    lr_schedule: str = "constant"  # "constant" | "cosine" (decay to 0 over `steps`)
-    warmup: int = 0                # steps of linear learning-rate warm-up before the schedule
-    min_snr_gamma: float | None = None  # diffusion: min-SNR-γ loss weighting (None: plain L_simple)
-    bf16: bool = False             # mixed-precision forward pass (bfloat16 autocast)
-    max_shift: int = 0             # classifier: random translation in pixels
-    t_high_share: float = 0.0      # noisy classifier: share of each batch with t drawn from [T/2, T) instead of [0, T)
-    restart_at: int | None = None  # cosine: a run longer than this restarts its cosine here (see `lr_multiplier`)
-    restart_lr_scale: float = 1.0  # … at this fraction of `lr`
-    snapshot_every: int = 0        # save the EMA weights every this many steps too (quality-vs-compute curves)
-    description: str = ""
-
+__all__ = ["Recipe", "RECIPES", "MODEL_CLASSES", "build_model", "train_mnist_recipe", "export_path", "lr_multiplier",
+           "random_shift"]
 
 _UNET = dict(ch=24, ch_mult=[1, 2, 2], num_res_blocks=1, attn_res=[7])
 # 19 500 steps x 128 = 42 epochs: warm-up, a cosine decay over the first 6500 steps, then a warm restart (warm-up
@@ -105,13 +71,6 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            description="Time-conditioned CNN trained on q_sample'd digits, t uniform on [0, T) for half of each batch and "
                        "on [T/2, T) for the other half (classifier guidance)."),
 ]}
-
-
-def build_model(model: str, config: dict[str, Any]) -> nn.Module:
-    """Instantiate network class ``model`` (a key of `MODEL_CLASSES`) from its ``config`` dict."""
-    if model not in MODEL_CLASSES:
-        raise ValueError(f"Unknown model class {model!r}; known: {sorted(MODEL_CLASSES)}.")
-    return MODEL_CLASSES[model](**config)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -170,94 +129,41 @@ def _loss_fn(recipe: Recipe) -> Callable[[nn.Module, Any, torch.Generator], torc
     return loss
 
 
-def lr_multiplier(recipe: Recipe, steps: int) -> Callable[[int], float] | None:
-    r"""The learning-rate factor of step :math:`n`: linear warm-up over ``recipe.warmup`` steps, then
-    constant or cosine, :math:`\tfrac12\big(1+\cos(\pi\,(n-n_w)/(N-n_w))\big)`, decaying to 0 at step N.
+def _mnist_batches(recipe: Recipe) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+    """``next_batch(generator)``: ``recipe.batch_size`` training digits and their labels, drawn with replacement."""
+    x_train, y_train = load_mnist("train")
 
-    With ``recipe.restart_at`` :math:`= R` and a longer run (N > R), the cosine of the first R steps is the one a
-    run of exactly R steps has, and a second cycle follows (a *warm restart*, Loshchilov & Hutter 2017): warm-up
-    again, to ``recipe.restart_lr_scale`` times the rate, then a cosine to 0 at step N. A run of R steps is thus the
-    first part of every longer one: it can be continued with ``--resume --steps N``."""
-    if recipe.lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"Unknown lr_schedule {recipe.lr_schedule!r}: use 'constant' or 'cosine'.")
-    if recipe.lr_schedule == "constant" and recipe.warmup <= 0:
-        return None
-    warm = max(int(recipe.warmup), 0)
-    restart = recipe.restart_at if recipe.restart_at is not None and recipe.lr_schedule == "cosine" else None
-
-    def cycle(n: int, length: int) -> float:  # warm-up, then cosine to 0 at the cycle's end
-        if n < warm:
-            return (n + 1) / warm
-        if recipe.lr_schedule == "constant":
-            return 1.0
-        return 0.5 * (1 + math.cos(math.pi * (n - warm) / max(length - warm, 1)))
-
-    def factor(step: int) -> float:
-        if restart is None or steps <= restart:
-            return cycle(step, steps)
-        if step < restart:
-            return cycle(step, restart)
-        return recipe.restart_lr_scale * cycle(step - restart, steps - restart)
-    return factor
+    def next_batch(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, x_train.shape[0], (recipe.batch_size,), generator=g)
+        return x_train[idx], y_train[idx]
+    return next_batch
 
 
-def export_path(name: str, out: str | os.PathLike) -> Path:
-    """Where `train_recipe` writes the exported EMA weights of recipe ``name``: ``out/NAME.pt``."""
-    return Path(out) / f"{name}.pt"
-
-
-def train_recipe(name: str, out: str | os.PathLike | None = None, *, steps: int | None = None, resume: bool = False,
-                 device: torch.device | str = "cpu", progress: bool = True, checkpoint_every_s: float = 120.0,
-                 command: str | None = None) -> tuple[TrainResult, Path | None]:
-    """Run recipe ``name`` (see `RECIPES`); return the `TrainResult` and the path of the export (or None).
+def train_mnist_recipe(name: str, out: str | os.PathLike | None = None, *, steps: int | None = None,
+                       resume: bool = False, device: torch.device | str = "cpu", progress: bool = True,
+                       checkpoint_every_s: float = 120.0, command: str | None = None
+                       ) -> tuple[TrainResult, Path | None]:
+    """Run MNIST recipe ``name`` (see `RECIPES`); return the `TrainResult` and the path of the export (or None).
 
     ``steps`` overrides the recipe's step count (tests use a handful). With ``out`` the training
     state is checkpointed to ``out/train.pt`` (``resume=True`` continues from it) and at the end
-    the EMA weights are exported to ``out/NAME.pt``.
+    the EMA weights are exported to ``out/NAME.pt``. Every recipe, MNIST or chapter 8's, is run by name
+    with `diffcourse.recipes.registry.train_recipe`.
     """
-    from .latent import LATENT_RECIPES, train_latent_recipe  # chapter 8's recipes (imported here: no cycle)
-
-    if name in LATENT_RECIPES:
-        return train_latent_recipe(name, out, steps=steps, resume=resume, device=device, progress=progress,
-                                   checkpoint_every_s=checkpoint_every_s, command=command)
     if name not in RECIPES:
-        raise ValueError(f"Unknown recipe {name!r}. Choose one of: {', '.join([*RECIPES, *LATENT_RECIPES])}.")
+        raise ValueError(f"Unknown MNIST recipe {name!r}. Choose one of: {', '.join(RECIPES)}.")
     recipe = RECIPES[name]
     steps = int(steps if steps is not None else recipe.steps)
     torch.manual_seed(recipe.seed)  # weight initialisation
     model = build_model(recipe.model, recipe.model_kwargs)
-    x_train, y_train = load_mnist("train")
-    n = x_train.shape[0]
-
-    def next_batch(g: torch.Generator):
-        idx = torch.randint(0, n, (recipe.batch_size,), generator=g)
-        return x_train[idx], y_train[idx]
-
     out_dir = Path(out) if out is not None else None
-    ckpt = out_dir / "train.pt" if out_dir is not None else None
-    settings = {k: v for k, v in asdict(recipe).items() if k != "model_kwargs"}
-    settings["steps"] = steps
-    result = train(model, _loss_fn(recipe), next_batch, steps, lr=recipe.lr, ema_decay=recipe.ema_decay,
-                   seed=recipe.seed, checkpoint=ckpt, checkpoint_every_s=checkpoint_every_s, resume=resume,
-                   device=device, progress=progress, desc=name, extra={"recipe": settings},
-                   lr_lambda=lr_multiplier(recipe, steps), autocast=torch.bfloat16 if recipe.bf16 else None,
-                   snapshot_steps=tuple(range(recipe.snapshot_every, steps + 1, recipe.snapshot_every))
-                   if recipe.snapshot_every else ())
+    settings = run_settings(recipe, steps)
+    result = train(model, _loss_fn(recipe), _mnist_batches(recipe), steps, lr=recipe.lr, ema_decay=recipe.ema_decay,
+                   seed=recipe.seed, checkpoint=out_dir / "train.pt" if out_dir is not None else None,
+                   checkpoint_every_s=checkpoint_every_s, resume=resume, device=device, progress=progress, desc=name,
+                   extra={"recipe": settings}, lr_lambda=lr_multiplier(recipe, steps),
+                   autocast=torch.bfloat16 if recipe.bf16 else None, snapshot_steps=snapshot_steps(recipe, steps))
     if out_dir is None:
         return result, None
-    export = {
-        "state_dict": {k: v.detach().cpu() for k, v in result.ema_model.state_dict().items()},
-        "config": dict(model.config),
-        "model": recipe.model,
-        "recipe": name,
-        "settings": settings,
-        "steps": steps,
-        "seconds": round(result.seconds, 1),
-        "device": str(device),
-        "command": command or "",
-    }
-    path = export_path(name, out_dir)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(export, tmp)
-    tmp.replace(path)
-    return result, path
+    return result, write_export(export_path(name, out_dir), result.ema_model, model, recipe, settings, steps=steps,
+                                seconds=result.seconds, device=device, command=command)

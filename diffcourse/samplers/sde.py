@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..likelihood import discretised_gaussian_log_likelihood
 from ..objectives import EpsFn
 from ..schedules import NoiseSchedule
 from .loop import Step, sample_loop, steps_iter
@@ -415,8 +416,6 @@ def decoder_bpd_floor(x0: torch.Tensor, std: float, bins: int = 256) -> torch.Te
     An interior level keeps only the mass :math:`2\Phi(1/((\text{bins}-1)\sigma))-1` of the Gaussian (0.31 for
     :math:`\sigma=0.01`: 1.7 bits); the two extreme levels keep :math:`\Phi(\cdot)` (0.65: 0.6 bits). The ELBO adds
     this to KL terms that are :math:`\ge 0`, so it sits above it."""
-    from ..metrics import _discretised_gaussian_log_likelihood
-
     x0 = x0.detach().double().cpu()
-    log_p = _discretised_gaussian_log_likelihood(x0, x0, std, bins).flatten(1).sum(1)
+    log_p = discretised_gaussian_log_likelihood(x0, x0, std, bins).flatten(1).sum(1)
     return -log_p / (x0[0].numel() * math.log(2))
