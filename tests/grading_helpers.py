@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import dataclasses
 
+import pytest
+
 from diffcourse.grading import check, get_check
 from diffcourse.grading.runner import default_seed, run_check
 
@@ -18,9 +20,17 @@ def hang(*args: Any, **kwargs: Any) -> None:
         pass
 
 
+def skip_if_too_slow(result: Any) -> None:
+    """A check that says *too slow here* gave no verdict (a machine too busy to finish it in its time, issue 27): the
+    test cannot tell either, and says so by skipping — as `python -m diffcourse grade` asks to grade again."""
+    if result.status == "too slow":
+        pytest.skip(f"too busy a machine to finish {result.exercise}: {result.message}")
+
+
 def assert_passes(name: str, fn: Callable, seed: int | None, capsys) -> None:
     result = check(name, fn, seed=seed)
     out = capsys.readouterr().out
+    skip_if_too_slow(result)
     assert result.passed, out
     assert out.startswith(f"✅ {name} — passed")
 
