@@ -39,6 +39,7 @@ def assert_caught(name: str, wrong: Callable, words: str, capsys, seed: int | No
     result = check(name, wrong, seed=seed)
     out = capsys.readouterr().out
     assert not result.passed
+    skip_if_too_slow(result)
     assert out.startswith(f"❌ {name} — ")
     assert words in out, out
     assert "Hint:" in out, "every failure comes with a hint"
