@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,9 +91,9 @@ def reverse_step(eps_fn: EpsFn, schedule: NoiseSchedule, eta: float = 1.0, clip_
 def _as_mask(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``mask`` as a tensor on ``x``'s device and dtype that broadcasts against ``x``, values in [0, 1]."""
     m = torch.as_tensor(mask).to(device=x.device, dtype=x.dtype)
-    try:
-        torch.broadcast_shapes(m.shape, x.shape)
-    except RuntimeError:
+    try:  # numpy's rule is torch's; torch.broadcast_shapes would import sympy (seconds) on its first call
+        np.broadcast_shapes(tuple(m.shape), tuple(x.shape))
+    except ValueError:
         raise ValueError(f"mask of shape {tuple(m.shape)} does not broadcast against the images {tuple(x.shape)}: "
                          "use (H, W), (1, 1, H, W) or (B, 1, H, W), 1 = known pixel (see make_mask).") from None
     if m.numel() and (m.min() < 0 or m.max() > 1):

@@ -35,6 +35,8 @@ from diffcourse.grading.exercises import (
 )
 from diffcourse.grading.grader import NOT_RUN, executed_name, grade_notebook, notebook_chapter
 
+from grading_helpers import is_endless_loop_verdict
+
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
@@ -282,7 +284,7 @@ def test_exercise_notebook_runs_to_the_end_without_an_error_escaping_a_check(tmp
     verdict = {r.exercise: r for r in records}
     assert list(verdict) == checks_for_chapter(1)
     assert verdict["linear_betas"].passed and verdict["snr"].passed
-    assert "no answer within 1 s" in verdict["q_step"].message
+    assert is_endless_loop_verdict(verdict["q_step"], 1), verdict["q_step"].message
     assert verdict["q_sample"].message.startswith("not written yet")
 
     cells = nbformat.read(executed, as_version=4).cells

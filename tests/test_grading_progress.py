@@ -11,6 +11,8 @@ from diffcourse import grading
 from diffcourse.grading import CheckContext, check, progress, register_check
 from diffcourse.grading.progress import Progress, free_cores, machine_threads
 
+from grading_helpers import is_endless_loop_verdict
+
 pytestmark = pytest.mark.usefixtures("fresh_grading")
 
 
@@ -56,7 +58,8 @@ def test_a_check_without_progress_keeps_the_plain_time_limit(stepping_check):
             pass
 
     result = check(stepping_check, never_returns, timeout=0.5, quiet=True)
-    assert result.status == "failed" and "no answer within 0.5 s" in result.message
+    assert is_endless_loop_verdict(result, 0.5), result.message  # (or no verdict, if starved of the processor)
+    assert "training steps" not in result.message
 
 
 def test_the_too_slow_message_gives_the_rate_and_the_time_the_run_would_need():
@@ -123,3 +126,67 @@ def test_a_long_check_without_progress_gives_no_verdict_on_a_busy_machine(steppi
 
     result = check(stepping_check, never_returns, timeout=1, quiet=True)
     assert result.status == status and words in result.message, result.message
+
+
+def test_a_short_check_starved_of_the_processor_waits_for_it_instead_of_calling_an_endless_loop(monkeypatch):
+    """On a busy machine a correct short check can pass its limit on the wall clock with little processor time: it
+    gets up to STARVED_STRETCH × its limit while it waits for the processor (here: never on one, always in the queue)."""
+    from diffcourse.grading import runner
+
+    monkeypatch.setattr(runner, "_processor_times", lambda thread: (0.0, 1e9))  # all the time waiting
+
+    def computes_for_a_second():
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            pass
+        return "done"
+
+    start = time.monotonic()
+    assert runner.run_with_limit(computes_for_a_second, 0.5) == ("ok", "done")
+    assert 1.0 <= time.monotonic() - start < 0.5 * runner.STARVED_STRETCH
+
+
+def test_a_short_check_that_never_gets_the_processor_is_too_slow_here(monkeypatch):
+    from diffcourse.grading import runner
+
+    monkeypatch.setattr(runner, "_processor_times", lambda thread: (0.1, 1e9))
+
+    def never_returns():
+        while True:
+            pass
+
+    status, message = runner.run_with_limit(never_returns, 0.4)
+    assert status == "too slow" and "got only 0.1 s of the processor" in message and "no verdict" in message
+
+
+def test_a_short_check_that_computed_for_its_limit_is_still_the_endless_loop_verdict(monkeypatch):
+    from diffcourse.grading import runner
+
+    monkeypatch.setattr(runner, "_processor_times", lambda thread: (10.0, 0.0))
+    start = time.monotonic()
+    status, _ = runner.run_with_limit(lambda: time.sleep(3.0), 0.5)
+    assert status == "timeout" and time.monotonic() - start < 2.0
+
+
+def test_a_thread_kept_from_the_processor_is_seen_waiting_for_it():
+    """Where Linux says (schedstat), a computing thread's time on the processor plus its time in the queue covers the
+    wall clock, and a sleeping thread's does not: the reading `_starved` rests on."""
+    import threading
+
+    from diffcourse.grading import runner
+
+    def computes():
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            pass
+
+    for target, wants_the_processor in ((computes, True), (lambda: time.sleep(0.5), False)):
+        thread = threading.Thread(target=target)
+        start = time.monotonic()
+        thread.start()
+        time.sleep(0.4)
+        times, wall = runner._processor_times(thread), time.monotonic() - start
+        thread.join()
+        if times is None:
+            pytest.skip("this system does not report per-thread scheduler times")
+        assert (sum(times) >= 0.5 * wall) is wants_the_processor, (times, wall)

@@ -45,7 +45,9 @@ def default_seed(name: str) -> int:
 
 def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:
     """Ask ``thread`` to raise ``exc_type`` at its next Python bytecode (stops a pure-Python endless loop)."""
-    if thread.ident is not None:
+    # only while the ident is still this thread's: a finished thread's ident is reused by the next one started (the
+    # learner's next check), which must not receive a stop meant for its predecessor
+    if thread.ident is not None and threading._active.get(thread.ident) is thread:  # noqa: SLF001
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
 
 
@@ -117,14 +119,17 @@ def run_with_limit(target: Callable[[], str | None], limit: float, progress: Pro
     thread.start()
     outcome: tuple[str, Any] | None = None
     while outcome is None:
-        thread.join(max(0.0, min(1.0, start + limit - time.monotonic())))
+        thread.join(min(1.0, max(0.05, start + limit - time.monotonic())))
         now = time.monotonic()
         if not thread.is_alive():
             break
         if progress is not None and progress.stalled(now):
             outcome = ("stalled", progress.stall_message(now))
-        elif now - start >= limit:
-            outcome = _out_of_time(limit, progress)
+        elif now - start >= limit and not _starved(thread, limit, now - start):
+            outcome = _out_of_time(limit, progress, thread, now - start)
+        if outcome is not None and not thread.is_alive():  # it answered while this was being decided
+            outcome = None
+            break
     if outcome is not None:
         _stop(thread)
         return outcome
@@ -135,13 +140,47 @@ def run_with_limit(target: Callable[[], str | None], limit: float, progress: Pro
     return "ok", box.get("ok")
 
 
-def _out_of_time(limit: float, progress: Progress | None) -> tuple[str, Any]:
-    """What running out of time means: *too slow here* while reported progress still came, or for a long check on a
-    busy machine (`diffcourse.grading.progress`); otherwise no answer — an endless loop, most likely."""
+STARVED_STRETCH = 6.0
+"""A short check that got less than half its limit in processor time may run this many times its limit on the wall
+clock (10 s → 60 s) before it is judged: on a busy machine the wall clock says nothing about the code."""
+
+
+def _processor_times(thread: threading.Thread) -> tuple[float, float] | None:
+    """``(seconds on a processor, seconds ready to run but waiting for one)`` of ``thread`` so far, from Linux's
+    ``/proc/self/task/<tid>/schedstat``; ``None`` where the system does not say (macOS, Windows)."""
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/schedstat", encoding="ascii") as f:
+            on_cpu, waiting = f.read().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _starved(thread: threading.Thread, limit: float, wall: float) -> bool:
+    """Whether a short check past its limit was kept from the processor by other programs: it wanted a processor for
+    at least half of the ``wall`` seconds so far (running, or ready and waiting in the queue — not sleeping), yet ran
+    under half of ``limit``. Such a check gets more wall time, up to `STARVED_STRETCH` × ``limit``. Long checks
+    (`LONG_CHECK_SECONDS`) read the load through their progress instead."""
+    if limit >= LONG_CHECK_SECONDS or wall >= STARVED_STRETCH * limit:
+        return False
+    times = _processor_times(thread)
+    return times is not None and times[0] < 0.5 * limit and sum(times) >= 0.5 * wall
+
+
+def _out_of_time(limit: float, progress: Progress | None, thread: threading.Thread | None = None,
+                 wall: float | None = None) -> tuple[str, Any]:
+    """What running out of time means: *too slow here* while reported progress still came, for a long check on a
+    busy machine (`diffcourse.grading.progress`), or for a short one still starved of the processor when its stretch
+    ran out (`_starved`); otherwise no answer — an endless loop, most likely."""
     if progress is not None and progress.reported:
         return "too slow", progress.too_slow_message(limit)
     if limit >= LONG_CHECK_SECONDS and (factor := slowdown()) >= BUSY_FACTOR:
         return "too slow", busy_message(limit, factor)
+    times = _processor_times(thread) if thread is not None and wall is not None else None
+    if times is not None and times[0] < 0.5 * limit and sum(times) >= 0.5 * wall >= 0.5 * STARVED_STRETCH * limit:
+        return "too slow", (f"no answer within {wall:.0f} s, in which it got only {times[0]:.1f} s of the processor "
+                            "(other programs keep the cores busy): too slow here to tell slow work from an endless "
+                            "loop, so no verdict. Close other programs and run the check again.")
     return "timeout", None
 
 
