@@ -94,8 +94,8 @@ def execute_notebook(nb: nbformat.NotebookNode, path: Path, timeout: float) -> N
     client = NotebookClient(nb, km=_kernel_manager(), timeout=max(1, round(timeout)), allow_errors=True,
                             interrupt_on_timeout=True, record_timing=False,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
-    try:
-        client.execute(env=env)
+    try:  # cleanup_kc: shut the kernel down when the notebook is done (nbclient keeps a kernel it was handed alive)
+        client.execute(env=env, cleanup_kc=True)
     except Exception as exc:  # noqa: BLE001 — a dead kernel, a cell past its timeout, a kernel that never started
         if nb.cells:
             note = f"(the grader's run of this notebook stopped here: {type(exc).__name__}: {str(exc).splitlines()[0]})"
