@@ -178,7 +178,7 @@ def _out_of_time(limit: float, progress: Progress | None, thread: threading.Thre
         return "too slow", busy_message(limit, factor)
     times = _processor_times(thread) if thread is not None and wall is not None else None
     if times is not None and times[0] < 0.5 * limit and sum(times) >= 0.5 * wall >= 0.5 * STARVED_STRETCH * limit:
-        return "too slow", (f"no answer within {wall:.0f} s, in which it got only {times[0]:.1f} s of the processor "
+        return "too slow", (f"no answer within {wall:.1f} s, in which it got only {times[0]:.1f} s of the processor "
                             "(other programs keep the cores busy): too slow here to tell slow work from an endless "
                             "loop, so no verdict. Close other programs and run the check again.")
     return "timeout", None
