@@ -57,6 +57,13 @@ def test_chapter5_reads_the_classifier_guidance_benchmark():
 
 
 
+def test_chapter6_reads_the_cfg_benchmark_against_its_matched_floor():
+    text = markdown_of("06_classifier_free_guidance.ipynb")
+    assert "{mnist_quality.json cfg/floor_at_n}" in text
+    for retired in ("vary *less*", "the bias rewards that", "as in chapter 5, never", "(chapter 5 met the same effect)"):
+        assert retired not in text
+
+
 def test_chapter5_quotes_the_noisy_classifier_benchmark():
     """Chapter 5 reads the network, the LDA and the Bayes-over-training-digits ceiling on all test digits (part noisy)."""
     nc = json.loads((ROOT / "benchmarks/results/mnist_quality.json").read_text())["noisy_classifier"]
