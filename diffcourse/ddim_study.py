@@ -28,8 +28,7 @@ NETWORKS = ("min-SNR-5", "L_simple")
 
 def difference_from(d: Mapping, name_a: str | None = None, name_b: str | None = None) -> Difference:
     """A `Difference` from its ``as_dict`` form in a results file (optionally renamed for a shorter verdict)."""
-    return Difference(name_a or d["a"], name_b or d["b"], d["estimate"], d["low"], d["high"], d.get("level", 0.95),
-                      d.get("method", ""))
+    return Difference.from_dict(d, name_a, name_b)
 
 
 def difference_line(d: Difference, what: str, digits: int = 3) -> str:

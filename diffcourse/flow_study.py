@@ -141,8 +141,7 @@ def mnist_verdicts(results: Mapping[str, Any], metric: str = "fid") -> list[tupl
     out = []
     for d in results.get("differences", []):
         if d["metric"] == metric:
-            out.append((d["nfe"], Difference(d["a"], d["b"], d["estimate"], d["low"], d["high"], d["level"],
-                                             d["method"])))
+            out.append((d["nfe"], Difference.from_dict(d)))
     return out
 
 

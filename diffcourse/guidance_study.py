@@ -132,7 +132,7 @@ def guidance_differences(kept: Mapping[str, Mapping], pool_features: torch.Tenso
 
 def difference_from_dict(d: Mapping) -> Difference:
     """The `Difference` that ``Difference.as_dict`` wrote into a results file (to print its verdict again)."""
-    return Difference(d["a"], d["b"], d["estimate"], d["low"], d["high"], d.get("level", 0.95), d.get("method", ""))
+    return Difference.from_dict(d)
 
 
 def noisy_classifier_differences(correct: Mapping[str, torch.Tensor], *, n_boot: int = 2000, seed: int = 0) -> dict:

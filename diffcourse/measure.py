@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -130,7 +130,21 @@ class Difference:
                     f"({interval})")
         a_better = (d < 0) == lower_is_better
         better, worse = (self.name_a, self.name_b) if a_better else (self.name_b, self.name_a)
+        low, high = self.margin_interval
+        interval = f"[{low:.{digits}f}, {high:.{digits}f}], {self.level:.0%} {self.method}"
         return f"resolved: {better} beats {worse} on {metric} by {abs(d):.{digits}f} ± {hw:.{digits}f} ({interval})"
+
+    @property
+    def margin_interval(self) -> tuple[float, float]:
+        r"""The interval of the margin :math:`|\Delta|`: of :math:`\Delta` when it is positive, of :math:`-\Delta`
+        otherwise — so a resolved verdict prints a positive margin beside a positive interval."""
+        return (self.low, self.high) if self.estimate >= 0 else (-self.high, -self.low)
+
+    @classmethod
+    def from_dict(cls, d: Mapping, name_a: str | None = None, name_b: str | None = None) -> "Difference":
+        """The inverse of `as_dict` (a record in a results file), optionally renamed for a shorter verdict."""
+        return cls(name_a or d["a"], name_b or d["b"], d["estimate"], d["low"], d["high"], d.get("level", 0.95),
+                   d.get("method", ""))
 
     def as_dict(self) -> dict:
         return {"a": self.name_a, "b": self.name_b, "estimate": self.estimate, "low": self.low, "high": self.high,

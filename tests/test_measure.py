@@ -47,6 +47,15 @@ def test_a_clear_difference_is_resolved_and_a_null_one_is_not():
     assert not null.resolved and null.verdict().startswith("not resolved at this N")
 
 
+def test_a_resolved_verdict_prints_the_interval_of_its_margin_whichever_set_wins():
+    for a_wins in (True, False):
+        d = Difference("A", "B", -0.2, -0.36, -0.04) if a_wins else Difference("A", "B", 0.2, 0.04, 0.36)
+        for lower_is_better in (True, False):
+            v = d.verdict("SW", digits=2, lower_is_better=lower_is_better)
+            assert v.endswith("by 0.20 ± 0.16 ([0.04, 0.36], 95% )"), v
+    assert Difference.from_dict(d.as_dict(), "X").verdict().startswith("resolved: B beats X")
+
+
 def test_pairing_narrows_the_interval_when_the_two_sets_share_their_noise():
     g = torch.Generator().manual_seed(2)
     base = torch.rand(300, generator=g, dtype=torch.float64)
