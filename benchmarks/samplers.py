@@ -19,10 +19,12 @@ at each N — for chapter 7's sample-size plot.
 ODE) start all N samples from the same noise, and every sampler shares the first batch's starting noise (a
 stochastic sampler draws fresh noise inside a batch, which shifts the next batch's start). The per-sample
 classifier features of every row are cached under ``runs/samplers/`` (git-ignored), and ``differences`` records,
-for the pairs in ``PAIRS`` and for each row against real digits drawn the way its samples were, the paired
-bootstrap interval of the FID and KID difference (`diffcourse.measure.bootstrap_difference`) against the rows'
-shared reference digits, with the verdict it resolves. ``floor`` holds the matched real-vs-reference floors (same
-N, the data's label mix and the balanced mix of the conditional rows, several draws).
+for the pairs in ``PAIRS`` and for each row against real digits drawn the way its samples were (one shared draw per
+label mix, so these lines compare across rows), the paired bootstrap interval of the FID and KID difference
+(`diffcourse.measure.bootstrap_difference`) against the rows' shared reference digits, with the verdict it
+resolves. ``floor`` holds the matched real-vs-reference floors (same N, the data's label mix and the balanced mix
+of the conditional rows, several draws); ``--differences-only`` recomputes both from the cached features of
+``--rows`` without sampling.
 JSON is rewritten after every row, so a long run can be read while it goes; a rerun skips rows whose features
 are cached for the same weights, N and seed (``--fresh`` redraws them).
 """
@@ -126,15 +128,20 @@ def _difference(metric: str, a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor
 
 def differences(features: dict[str, torch.Tensor], ref: torch.Tensor, pool: torch.Tensor, pool_y: torch.Tensor,
                 n_boot: int, seed: int) -> list[dict]:
-    """Paired bootstrap intervals of FID and KID differences: the pairs in PAIRS, then each row against one draw of
-    as many real training digits drawn the way its samples were (unpaired: the real digits share no noise)."""
+    """Paired bootstrap intervals of FID and KID differences: the pairs in PAIRS, then each row against real training
+    digits drawn the way its samples were (unpaired: the real digits share no noise). The real set is ONE draw per
+    label mix (the data's, or balanced for the conditional rows), shared by every row of that mix, so the rows'
+    "minus real" estimates differ only by the rows' own FIDs and can be compared with each other."""
     out = [_difference(m, features[a], features[b], ref, (a, b), True, n_boot, seed)
            for a, b in PAIRS if a in features and b in features for m in METRICS]
     g = torch.Generator().manual_seed(seed + 1)
+    reals: dict[tuple[str, int], torch.Tensor] = {}  # (label mix, N) -> the one real draw its rows are compared with
     for spec, f in features.items():
-        labels = balanced_labels(len(f)) if parse_row(spec)["model"] == "mnist-cfg" else None
-        real = pool[draw_reference(pool_y, len(f), labels, g)]
-        out += [_difference(m, f, real, ref, (spec, "real"), False, n_boot, seed) for m in METRICS]
+        mix = "balanced" if parse_row(spec)["model"] == "mnist-cfg" else "data"
+        if (mix, len(f)) not in reals:
+            labels = balanced_labels(len(f)) if mix == "balanced" else None
+            reals[(mix, len(f))] = pool[draw_reference(pool_y, len(f), labels, g)]
+        out += [_difference(m, f, reals[(mix, len(f))], ref, (spec, "real"), False, n_boot, seed) for m in METRICS]
     return out
 
 
@@ -199,6 +206,23 @@ def draws_at_n(n: int, seed: int, cache: Path = CACHE / "fid_vs_n.pt") -> dict:
     return out
 
 
+def recompute_differences(report: dict, specs: list[str], key: dict, judge: torch.nn.Module, n: int, seed: int,
+                          n_boot: int) -> None:
+    """``--differences-only``: the matched floors and the recorded differences, recomputed from the cached features of
+    ``specs`` (no sampling; the rows and the file's timing metadata are kept as they are)."""
+    if report.get("n") != n:
+        raise SystemExit(f"the file's rows are at N = {report.get('n')}, not --n {n}: pass --n {report.get('n')}")
+    features = {spec: cached_features(spec, key) for spec in specs}
+    missing = [spec for spec, f in features.items() if f is None]
+    if missing:
+        raise SystemExit(f"no cached features (same weights, N, seed, batch size) for {missing}: "
+                         "run these rows without --differences-only first")
+    ref = reference_features(judge, n, seed)
+    pool, pool_y = real_pool(judge)
+    report["floor"] = matched_floors(pool, pool_y, ref, n, seed)
+    report["differences"] = differences(features, ref, pool, pool_y, n_boot, seed)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=500)
@@ -213,6 +237,8 @@ def main() -> None:
     p.add_argument("--fid-vs-n-real", type=int, default=10000, help="test (and training) digits for --fid-vs-n")
     p.add_argument("--draws-at-n", type=int, default=None,
                    help="also score independent draws of this N from the --fid-vs-n features (cached)")
+    p.add_argument("--differences-only", action="store_true",
+                   help="draw nothing: recompute the floors and differences from the cached features of --rows")
     p.add_argument("--out", default="benchmarks/results/samplers.json")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -223,6 +249,11 @@ def main() -> None:
     report = json.loads(out.read_text()) if out.exists() else {}
     weights = {name: checkpoint_info(name)["sha256"] for name in ("mnist-ddpm", "mnist-cfg", "mnist-classifier")}
     key = {"checkpoints": weights, "n": a.n, "seed": a.seed, "batch_size": a.batch_size}
+    if a.differences_only:
+        recompute_differences(report, a.rows, key, judge, a.n, a.seed, a.n_boot)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"{len(report['differences'])} differences written", flush=True)
+        return
     if a.rows:
         if report.get("n") != a.n or report.get("device") != str(device) or report.get("checkpoints") != weights:
             report["rows"] = []  # rows measured at another N, on another device or of other weights are not comparable

@@ -84,3 +84,17 @@ def test_the_interval_holds_its_estimate_even_where_resampling_shifts_the_statis
     b = torch.randn(30, 6, generator=g, dtype=torch.float64)
     d = bootstrap_difference(fid_features, a, b, ref, paired=False, n_boot=100)
     assert d.low <= d.estimate <= d.high
+
+
+def test_the_basic_interval_reflects_the_replicates_around_the_estimate():
+    # [2 theta - q_hi, 2 theta - q_lo]: a shift of the replicates is subtracted, not reported; it holds the estimate
+    # exactly when the percentile interval [q_lo, q_hi] does (both need q_lo <= theta <= q_hi)
+    from diffcourse.measure import _basic_interval
+    shifted = torch.linspace(1.0, 3.0, 1001, dtype=torch.float64)  # every replicate above the estimate 0.5
+    low, high = _basic_interval(0.5, shifted, 0.95)
+    q_lo, q_hi = torch.quantile(shifted, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    assert (low, high) == pytest.approx((1.0 - q_hi, 1.0 - q_lo))
+    assert high < 0.5 < q_lo  # both intervals miss the estimate, on opposite sides
+    centred = torch.linspace(-1.0, 2.0, 1001, dtype=torch.float64)
+    low, high = _basic_interval(0.5, centred, 0.95)
+    assert low <= 0.5 <= high
