@@ -8,7 +8,7 @@ r"""Chapter 3's measurements of DDIM's noise level η, read from committed resul
   bootstrap intervals of :math:`\mathrm{FID}(\eta{=}0)-\mathrm{FID}(\eta{=}1)` per step count and of
   :math:`\mathrm{FID}(L_\text{simple})-\mathrm{FID}(\text{min-SNR-5})` per setting.
 
-`kid_difference` is the paired bootstrap of a KID difference at a lesson's small N.
+`kid_difference` is the paired jackknife interval of a KID difference at a lesson's small N.
 """
 from __future__ import annotations
 
@@ -132,16 +132,21 @@ def ordering_lines(study: Mapping, steps: Sequence[int] = STEPS) -> list[str]:
     return lines
 
 
-def kid_difference(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, *, n_boot: int = 500, seed: int = 0,
+def kid_difference(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, *, groups: int = 50, seed: int = 0,
                    level: float = 0.95, name_a: str = "A", name_b: str = "B") -> Difference:
-    r"""Paired bootstrap of :math:`\mathrm{KID}(A,R)-\mathrm{KID}(B,R)` with the reference ``R`` held fixed.
+    r"""Paired interval of :math:`\mathrm{KID}(A,R)-\mathrm{KID}(B,R)` with the reference ``R`` held fixed.
 
     With one reference the term :math:`\frac{1}{n(n-1)}\sum k(y_i,y_j)` cancels, so
-    :math:`\Delta = [s_{xx}(A) - 2\,\overline{k(a,R)}] - [s_{xx}(B) - 2\,\overline{k(b,R)}]`. The kernel matrices
-    are computed once; a replicate resamples the rows of A and B with one index draw (row i of both came from
-    the same starting noise). The interval is conditional on ``R``, as the measurement is.
+    :math:`\Delta = [s_{xx}(A) - 2\,\overline{k(a,R)}] - [s_{xx}(B) - 2\,\overline{k(b,R)}]`, where
+    :math:`s_{xx}` averages the kernel over *distinct* pairs. The kernel matrices are computed once; the variance is
+    the delete-a-group jackknife over the paired rows (`measure.jackknife_variance`: row i of A and of B came from
+    the same starting noise, and no row is used twice — a bootstrap's duplicated rows would enter :math:`s_{xx}` as
+    "distinct" pairs and bias every replicate). The interval is :math:`\Delta \pm t_{G-1}\hat\sigma`, conditional on
+    ``R`` as the measurement is.
     """
-    from .measure import _basic_interval
+    from scipy.stats import t as student_t
+
+    from .measure import jackknife_variance
 
     def parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = x.double(), reference.double()
@@ -159,8 +164,8 @@ def kid_difference(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, *,
     if len(a) != len(b):
         raise ValueError(f"Paired sets must have equal size ({len(a)} vs {len(b)}).")
     pa, pb = parts(a), parts(b)
-    g = torch.Generator().manual_seed(seed)
     estimate = delta(torch.arange(len(a)))
-    reps = torch.tensor([delta(torch.randint(0, len(a), (len(a),), generator=g)) for _ in range(n_boot)])
-    low, high = _basic_interval(estimate, reps, level)
-    return Difference(name_a, name_b, estimate, low, high, level, f"bootstrap (paired, {n_boot} resamples, fixed reference)")
+    variance, count = jackknife_variance(len(a), delta, groups, torch.Generator().manual_seed(seed))
+    hw = float(student_t.ppf((1 + level) / 2, count - 1)) * variance ** 0.5
+    return Difference(name_a, name_b, estimate, estimate - hw, estimate + hw, level,
+                      f"jackknife (paired, {count} groups, fixed reference)")

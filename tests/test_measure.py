@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from diffcourse.measure import (Difference, balanced_labels, bootstrap_difference, draw_reference, fid_features,
+from diffcourse.measure import (Difference, balanced_labels, bootstrap_difference, jackknife_difference, draw_reference, fid_features,
                                 matched_floor, seed_difference)
 
 
@@ -98,3 +98,23 @@ def test_the_basic_interval_reflects_the_replicates_around_the_estimate():
     centred = torch.linspace(-1.0, 2.0, 1001, dtype=torch.float64)
     low, high = _basic_interval(0.5, centred, 0.95)
     assert low <= 0.5 <= high
+
+
+def test_the_jackknife_interval_matches_the_spread_of_fid_differences_over_independent_draws():
+    """Calibration on Gaussian features: the interval's half-width / t is within a factor of the true sd of the
+    difference over independent draws, paired (B = A + its own noise) and unpaired — and no row is ever duplicated."""
+    g = torch.Generator().manual_seed(2)
+    ref = torch.randn(2000, 6, generator=g, dtype=torch.float64)
+    for paired in (True, False):
+        def pair():
+            a = torch.randn(150, 6, generator=g, dtype=torch.float64)
+            b = a + 0.4 * torch.randn(150, 6, generator=g, dtype=torch.float64) if paired else \
+                torch.randn(150, 6, generator=g, dtype=torch.float64)
+            return a + 0.1, b
+        true_sd = torch.tensor([fid_features(x, ref) - fid_features(y, ref) for x, y in (pair() for _ in range(120))]).std()
+        est = [jackknife_difference(lambda x, _r: fid_features(x, ref), *pair(), None, paired=paired, groups=30)
+               for _ in range(10)]
+        ratio = sum(d.half_width for d in est) / len(est) / 2.05 / float(true_sd)
+        assert 0.6 < ratio < 1.7, (paired, ratio)
+    d = est[0]
+    assert d.method == "jackknife (unpaired, 30 groups)" and d.low < d.estimate < d.high
