@@ -49,7 +49,8 @@ import torch
 from diffcourse.data.mnist import load_mnist
 from diffcourse.diversity import class_entropy, class_histogram, density_coverage, relative_spread
 from diffcourse.latent import reparameterize
-from diffcourse.measure import balanced_labels, bootstrap_difference, draw_reference, fid_features, matched_floor
+from diffcourse.measure import (balanced_labels, bootstrap_difference, draw_reference, fid_features,
+                                jackknife_difference, matched_floor)
 from diffcourse.metrics import classifier_features, ddpm_elbo_bpd, precision_recall
 from diffcourse.models.autoencoder import decoder_sigma, vae_elbo_bpd, vae_loss
 from diffcourse.models.latent_unet import sample_latent_digits
@@ -141,10 +142,10 @@ class Scored:
     confident: torch.Tensor
 
 
-def fid_difference(judge: Judge, fa: torch.Tensor, fb: torch.Tensor, a: str, b: str, paired: bool,
-                   n_boot: int) -> dict:
-    """Bootstrap interval of FID(A) − FID(B), the test reference resampled once per replicate for both."""
-    d = bootstrap_difference(fid_features, fa, fb, judge.ref, paired=paired, n_boot=n_boot, name_a=a, name_b=b)
+def fid_difference(judge: Judge, fa: torch.Tensor, fb: torch.Tensor, a: str, b: str, paired: bool) -> dict:
+    """Interval of FID(A) − FID(B) by the grouped jackknife over the samples and the test reference
+    (`jackknife_difference`: no row used twice)."""
+    d = jackknife_difference(fid_features, fa, fb, judge.ref, paired=paired, name_a=a, name_b=b)
     return {**d.as_dict(), "verdict": d.verdict("FID")}
 
 
@@ -334,7 +335,7 @@ def curve_part(judge: Judge, args) -> dict:
         a, b = f"latent ({latent[j]['cpu_seconds']:.0f} CPU s)", f"pixel ({p['cpu_seconds']:.0f} CPU s)"
         compare.append({"pixel_step": p["step"], "latent_step": latent[j]["step"],
                         "pixel_cpu_seconds": p["cpu_seconds"], "latent_cpu_seconds": latent[j]["cpu_seconds"],
-                        "fid": fid_difference(judge, lf[j].features, pf[i].features, a, b, False, args.boot),
+                        "fid": fid_difference(judge, lf[j].features, pf[i].features, a, b, False),
                         "confident": rate_difference(lf[j].confident, pf[i].confident, a, b, "confident share",
                                                      False, args.boot)})
     return {"n": args.n, "steps": args.steps, "sampler": f"DDIM-{args.steps}, eta = 0",
@@ -368,7 +369,7 @@ def cfg_part(judge: Judge, nets: dict, args) -> dict:
             row[key] = {**score, "accuracy": round(float(hits[key].double().mean()), 4), "seconds": round(secs, 2),
                         "nfe": args.steps * (1 if w in (0.0, 1.0) else 2)}
         row["fid_difference"] = fid_difference(judge, scored["latent"].features, scored["pixel"].features,
-                                               f"latent-ldm (w = {w:g})", f"mnist-cfg (w = {w:g})", True, args.boot)
+                                               f"latent-ldm (w = {w:g})", f"mnist-cfg (w = {w:g})", True)
         row["accuracy_difference"] = rate_difference(hits["latent"], hits["pixel"], f"latent-ldm (w = {w:g})",
                                                      f"mnist-cfg (w = {w:g})", "accuracy", True, args.boot)
         out["rows"].append(row)
@@ -403,11 +404,11 @@ def autoencoder_part(judge: Judge, autoencoders: dict[str, str], args, cache: di
                              "kl_per_image_nats": round(float(kl), 2),
                              "recon_accuracy": round(float((cache[f"recon:{name}"].labels == y).double().mean()), 4),
                              "cap": fid_difference(judge, cache[f"recon:{name}"].features, cache["originals"].features,
-                                                   f"reconstructions ({name})", "the originals", True, args.boot)}
+                                                   f"reconstructions ({name})", "the originals", True)}
         log(f"autoencoder {name}: {json.dumps(out['rows'][name])[:300]}")
     names = list(autoencoders)
     out["ablation"] = [fid_difference(judge, cache[f"recon:{b}"].features, cache[f"recon:{a}"].features,
-                                      f"reconstructions ({b})", f"reconstructions ({a})", True, args.boot)
+                                      f"reconstructions ({b})", f"reconstructions ({a})", True)
                        for a, b in zip(names, names[1:])]
     return out
 
@@ -456,9 +457,10 @@ def nll_bounds(nets: dict, judge: Judge, args) -> dict:
 
 
 def set_difference(metric: Callable[[torch.Tensor], float], a: torch.Tensor, b: torch.Tensor, na: str, nb: str,
-                   what: str, n_boot: int, digits: int = 3) -> dict:
-    """Bootstrap interval of metric(A) − metric(B), a set metric of samples against a fixed reference (higher better)."""
-    d = bootstrap_difference(lambda x, _r: metric(x), a, b, None, paired=False, n_boot=n_boot, name_a=na, name_b=nb)
+                   what: str, digits: int = 3) -> dict:
+    """Interval of metric(A) − metric(B), a set metric of samples against a fixed reference (higher better), by the
+    grouped jackknife (`jackknife_difference`: resampling with replacement would duplicate samples)."""
+    d = jackknife_difference(lambda x, _r: metric(x), a, b, None, paired=False, name_a=na, name_b=nb)
     return {**d.as_dict(), "verdict": d.verdict(what, digits=digits, lower_is_better=False)}
 
 
@@ -469,11 +471,10 @@ def compare_differences(judge: Judge, scored: dict[str, Scored], best: str, args
     out = {}
     for key in ("vae", "gan"):
         a, b = scored[key], scored[best]
-        out[key] = {"fid": fid_difference(judge, a.features, b.features, key, best, False, args.boot),
-                    "recall": set_difference(recall, a.features, b.features, key, best, "recall", args.boot),
-                    "coverage": set_difference(coverage, a.features, b.features, key, best, "coverage", args.boot),
-                    "class_entropy": set_difference(class_entropy, a.labels, b.labels, key, best, "class entropy",
-                                                    args.boot),
+        out[key] = {"fid": fid_difference(judge, a.features, b.features, key, best, False),
+                    "recall": set_difference(recall, a.features, b.features, key, best, "recall"),
+                    "coverage": set_difference(coverage, a.features, b.features, key, best, "coverage"),
+                    "class_entropy": set_difference(class_entropy, a.labels, b.labels, key, best, "class entropy"),
                     "confident": rate_difference(a.confident, b.confident, key, best, "confident share", False,
                                                  args.boot)}
     return out
