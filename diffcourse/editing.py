@@ -290,7 +290,7 @@ def super_resolve(eps_fn: EpsFn, schedule: NoiseSchedule, x_low: torch.Tensor, s
 
 # ----------------------------------------------------------------------------------------- relabel
 def relabel(cfg_model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, y_src: torch.Tensor | int,
-            y_new: torch.Tensor | int, steps: int = 50, w: float = 2.0, *, invert_with: str = "source",
+            y_new: torch.Tensor | int, steps: int = 50, w: float = 1.0, *, invert_with: str = "source",
             spacing: str = "trailing", clip_x0: float | None = None, progress: bool = False):
     r"""Edit a real image's class: DDIM-invert it with the class-conditional model, then decode the noise with
     classifier-free guidance towards another label,
@@ -301,6 +301,11 @@ def relabel(cfg_model: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, y_s
     ``invert_with="source"`` inverts with the conditional model at the image's own label (w = 1), ``"null"``
     with the unconditional one (the null label). With ``y_new = y_src`` and ``w = 1`` (source inversion) the
     result reconstructs ``x0`` up to the inversion error. Deterministic (DDIM with η = 0 both ways).
+
+    The defaults, source inversion and ``w = 1``, are the setting chapter 9 (section 6) measured best on
+    mnist-cfg: of the settings read as the new label as often as the best one (source inversion at w = 1 and
+    w = 2, null inversion at w = 2), it stays closest to the original, by 0.067 ± 0.019 RMSE against the
+    runner-up (32 test digits, 20 steps, paired bootstrap). Pass ``w > 1`` for a more certain new class.
     """
     if invert_with not in ("source", "null"):
         raise ValueError(f"invert_with must be 'source' (the image's own label) or 'null' (unconditional), "
