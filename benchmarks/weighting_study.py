@@ -10,8 +10,9 @@ Two networks that differ in **one** thing — the loss weighting — are sampled
 For each network: DDIM η = 0 and η = 1 at 10 / 20 / 50 / 100 steps (and DDPM-1000 at ``--ddpm-n``), the **same**
 starting noise for every setting (chunk k of every setting starts from seed k), N samples each, FID against the
 10 000 test digits in the course's feature space, the confident share, the matched floor (N random training
-digits, the data's own label mix), and paired bootstrap intervals of every difference the lesson reads
-(`diffcourse.measure.bootstrap_difference`, one resample of the sample indices and of the test set per replicate).
+digits, the data's own label mix), and paired intervals of every difference the lesson reads: FID by
+`diffcourse.measure.jackknife_difference` (50 groups of samples, held out from both settings together, and 50 of
+the test set), the confident share — a mean over samples — by `diffcourse.measure.bootstrap_difference`.
 
 Samples are reduced to their features and max-softmax at once and cached per chunk under ``--cache`` (so the
 run can be stopped and resumed); the summary goes to ``benchmarks/results/weighting_study.json``::
@@ -32,7 +33,7 @@ import torch
 
 from diffcourse import load_pretrained
 from diffcourse.data.mnist import load_mnist
-from diffcourse.measure import bootstrap_difference, fid_features, matched_floor
+from diffcourse.measure import bootstrap_difference, fid_features, jackknife_difference, matched_floor
 from diffcourse.metrics import classifier_features
 from diffcourse.pretrained import load_model, sha256
 from diffcourse.sampling import generate
@@ -122,8 +123,8 @@ def summarise(cache: Path, n: int, ddpm_n: int, test_f: torch.Tensor, pool: tupl
         if a not in data or b not in data or len(data[a]["features"]) != len(data[b]["features"]):
             return None
         if what == "fid":
-            return bootstrap_difference(fid_features, data[a]["features"], data[b]["features"], test_f,
-                                        n_boot=n_boot, name_a=" ".join(a), name_b=" ".join(b)).as_dict()
+            return jackknife_difference(fid_features, data[a]["features"], data[b]["features"], test_f,
+                                        name_a=" ".join(a), name_b=" ".join(b)).as_dict()
         return bootstrap_difference(_confident, data[a]["confidence"], data[b]["confidence"], None,
                                     n_boot=n_boot, name_a=" ".join(a), name_b=" ".join(b)).as_dict()
     eta = {f"{m} ddim{s}": diff((m, f"ddim{s}-eta0"), (m, f"ddim{s}-eta1")) for m in rows for s in STEPS}
