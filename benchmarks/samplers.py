@@ -20,8 +20,9 @@ ODE) start all N samples from the same noise, and every sampler shares the first
 stochastic sampler draws fresh noise inside a batch, which shifts the next batch's start). The per-sample
 classifier features of every row are cached under ``runs/samplers/`` (git-ignored), and ``differences`` records,
 for the pairs in ``PAIRS`` and for each row against real digits drawn the way its samples were (one shared draw per
-label mix, so these lines compare across rows), the paired bootstrap interval of the FID and KID difference
-(`diffcourse.measure.bootstrap_difference`) against the rows' shared reference digits, with the verdict it
+label mix, so these lines compare across rows), the interval of the FID and KID difference against the rows'
+shared reference digits (`diffcourse.measure.jackknife_difference`: a grouped jackknife over the samples, paired
+where the rows share their noise, and over the reference; no sample is used twice), with the verdict it
 resolves. ``floor`` holds the matched real-vs-reference floors (same N, the data's label mix and the balanced mix
 of the conditional rows, several draws); ``--differences-only`` recomputes both from the cached features of
 ``--rows`` without sampling.
@@ -44,7 +45,7 @@ from diffcourse import get_device, load_pretrained
 from diffcourse.evaluation import evaluate_images
 from diffcourse.sampling import generate, parse_labels
 from diffcourse.data.mnist import load_mnist
-from diffcourse.measure import balanced_labels, bootstrap_difference, draw_reference, fid_features, matched_floor
+from diffcourse.measure import balanced_labels, draw_reference, fid_features, jackknife_difference, matched_floor
 from diffcourse.metrics import (classifier_features, density_coverage, feature_stats, frechet_distance, kid,
                                 precision_recall)
 from diffcourse.pretrained import checkpoint_info, pretrained_schedule
@@ -57,7 +58,7 @@ PAIRS = [("ddim:10:1", "ddim:10:0"), ("ddim:20:1", "ddim:20:0"), ("ddim:50:1", "
          ("ddim:100:1", "ddim:100:0"),
          ("ddim:20:0", "ddim:10:0"), ("ddim:50:0", "ddim:20:0"), ("ddim:100:0", "ddim:50:0"),
          ("ddim:20:1", "ddim:10:1"), ("ddim:50:1", "ddim:20:1"), ("ddim:100:1", "ddim:50:1"),
-         ("ddim:100:1", "ddpm"), ("sde:100", "ddpm"), ("pc:50", "ddpm"), ("ddim:50:1", "ddpm"),
+         ("ddim:100:1", "ddpm"), ("sde:100", "ddpm"), ("pc:50", "ddpm"), ("ddim:50:1", "ddpm"), ("ddim:50:0", "ddpm"),
          ("ddim:100:1", "sde:100"),
          ("ode:25", "ddim:50:0"), ("cfg:20:1", "cfg:20:2")]
 METRICS = {"fid": fid_features, "kid": kid}
@@ -120,19 +121,19 @@ def matched_floors(pool: torch.Tensor, pool_y: torch.Tensor, ref: torch.Tensor, 
 
 
 def _difference(metric: str, a: torch.Tensor, b: torch.Tensor, ref: torch.Tensor, names: tuple[str, str], paired: bool,
-                n_boot: int, seed: int) -> dict:
-    d = bootstrap_difference(METRICS[metric], a, b, ref, paired=paired, n_boot=n_boot, seed=seed,
+                groups: int, seed: int) -> dict:
+    d = jackknife_difference(METRICS[metric], a, b, ref, paired=paired, groups=groups, seed=seed,
                              name_a=names[0], name_b=names[1])
     return {"metric": metric, **d.as_dict(), "verdict": d.verdict(metric.upper(), digits=2 if metric == "fid" else 5)}
 
 
 def differences(features: dict[str, torch.Tensor], ref: torch.Tensor, pool: torch.Tensor, pool_y: torch.Tensor,
-                n_boot: int, seed: int) -> list[dict]:
-    """Paired bootstrap intervals of FID and KID differences: the pairs in PAIRS, then each row against real training
+                groups: int, seed: int) -> list[dict]:
+    """Intervals of FID and KID differences (`_difference`): the pairs in PAIRS, then each row against real training
     digits drawn the way its samples were (unpaired: the real digits share no noise). The real set is ONE draw per
     label mix (the data's, or balanced for the conditional rows), shared by every row of that mix, so the rows'
     "minus real" estimates differ only by the rows' own FIDs and can be compared with each other."""
-    out = [_difference(m, features[a], features[b], ref, (a, b), True, n_boot, seed)
+    out = [_difference(m, features[a], features[b], ref, (a, b), True, groups, seed)
            for a, b in PAIRS if a in features and b in features for m in METRICS]
     g = torch.Generator().manual_seed(seed + 1)
     reals: dict[tuple[str, int], torch.Tensor] = {}  # (label mix, N) -> the one real draw its rows are compared with
@@ -141,7 +142,7 @@ def differences(features: dict[str, torch.Tensor], ref: torch.Tensor, pool: torc
         if (mix, len(f)) not in reals:
             labels = balanced_labels(len(f)) if mix == "balanced" else None
             reals[(mix, len(f))] = pool[draw_reference(pool_y, len(f), labels, g)]
-        out += [_difference(m, f, reals[(mix, len(f))], ref, (spec, "real"), False, n_boot, seed) for m in METRICS]
+        out += [_difference(m, f, reals[(mix, len(f))], ref, (spec, "real"), False, groups, seed) for m in METRICS]
     return out
 
 
@@ -207,9 +208,9 @@ def draws_at_n(n: int, seed: int, cache: Path = CACHE / "fid_vs_n.pt") -> dict:
 
 
 def recompute_differences(report: dict, specs: list[str], key: dict, judge: torch.nn.Module, n: int, seed: int,
-                          n_boot: int) -> None:
-    """``--differences-only``: the matched floors and the recorded differences, recomputed from the cached features of
-    ``specs`` (no sampling; the rows and the file's timing metadata are kept as they are)."""
+                          groups: int) -> None:
+    """``--differences-only``: the matched floors, the recorded differences and the rows' KID, recomputed from the cached
+    features of ``specs`` (no sampling; the rows' other values and the file's timing metadata are kept as they are)."""
     if report.get("n") != n:
         raise SystemExit(f"the file's rows are at N = {report.get('n')}, not --n {n}: pass --n {report.get('n')}")
     features = {spec: cached_features(spec, key) for spec in specs}
@@ -218,9 +219,12 @@ def recompute_differences(report: dict, specs: list[str], key: dict, judge: torc
         raise SystemExit(f"no cached features (same weights, N, seed, batch size) for {missing}: "
                          "run these rows without --differences-only first")
     ref = reference_features(judge, n, seed)
+    rows = {r["spec"]: r for r in report.get("rows", [])}
+    for spec, f in features.items():  # a row drawn before its features were kept may lack its KID: as a full run sets it
+        rows[spec]["kid"] = round(kid(f, ref), 6)
     pool, pool_y = real_pool(judge)
     report["floor"] = matched_floors(pool, pool_y, ref, n, seed)
-    report["differences"] = differences(features, ref, pool, pool_y, n_boot, seed)
+    report["differences"] = differences(features, ref, pool, pool_y, groups, seed)
 
 
 def main() -> None:
@@ -231,7 +235,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per network call (64 is fastest for this U-Net on a CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (the committed file: 1)")
-    p.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples per difference")
+    p.add_argument("--groups", type=int, default=50, help="jackknife groups per difference (each leaves out 1/G of the rows)")
     p.add_argument("--fresh", action="store_true", help="redraw rows whose features are cached")
     p.add_argument("--fid-vs-n-samples", type=int, default=5000, help="DDIM-10 samples for --fid-vs-n")
     p.add_argument("--fid-vs-n-real", type=int, default=10000, help="test (and training) digits for --fid-vs-n")
@@ -250,7 +254,7 @@ def main() -> None:
     weights = {name: checkpoint_info(name)["sha256"] for name in ("mnist-ddpm", "mnist-cfg", "mnist-classifier")}
     key = {"checkpoints": weights, "n": a.n, "seed": a.seed, "batch_size": a.batch_size}
     if a.differences_only:
-        recompute_differences(report, a.rows, key, judge, a.n, a.seed, a.n_boot)
+        recompute_differences(report, a.rows, key, judge, a.n, a.seed, a.groups)
         out.write_text(json.dumps(report, indent=2))
         print(f"{len(report['differences'])} differences written", flush=True)
         return
@@ -301,7 +305,7 @@ def main() -> None:
         pool, pool_y = real_pool(judge)
         report["rows"] = list(rows.values())
         report["floor"] = matched_floors(pool, pool_y, ref, a.n, a.seed)
-        report["differences"] = differences(features, ref, pool, pool_y, a.n_boot, a.seed)
+        report["differences"] = differences(features, ref, pool, pool_y, a.groups, a.seed)
         out.write_text(json.dumps(report, indent=2))
         print(f"{len(report['differences'])} differences written", flush=True)
     if a.fid_vs_n:

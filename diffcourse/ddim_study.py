@@ -39,16 +39,20 @@ def difference_line(d: Difference, what: str, digits: int = 3) -> str:
             f"([{d.low:+.{digits}f}, {d.high:+.{digits}f}], {d.level:.0%} {d.method})")
 
 
+DDPM_LABEL = "DDPM-1000 (σ²=β)"  # the benchmark's ``ddpm`` row: ancestral sampling, all steps, sigma_t^2 = beta_t
+
+
 def _spec_name(spec: str) -> str:
     kind, steps, eta = (spec.split(":") + ["", ""])[:3]
-    return f"DDIM-{steps} η={eta}" if kind == "ddim" else spec
+    return f"DDIM-{steps} η={eta}" if kind == "ddim" else DDPM_LABEL if spec == "ddpm" else spec
 
 
 def samplers_verdicts(bench: Mapping | None, metric: str = "fid") -> list[str]:
-    """One verdict line per difference between two DDIM rows of ``mnist-ddpm`` that ``samplers.json`` records."""
+    """One verdict line per difference that ``samplers.json`` records between two DDIM rows of ``mnist-ddpm``, or
+    between a DDIM row and DDPM-1000 (ancestral, :math:`\\sigma_t^2=\\beta_t`)."""
     lines = []
     for d in (bench or {}).get("differences", []):
-        if d["metric"] == metric and d["a"].startswith("ddim:") and d["b"].startswith("ddim:"):
+        if d["metric"] == metric and d["a"].startswith("ddim:") and (d["b"].startswith("ddim:") or d["b"] == "ddpm"):
             diff = difference_from(d, _spec_name(d["a"]), _spec_name(d["b"]))
             lines.append(diff.verdict(metric.upper()))
     return lines
@@ -69,7 +73,7 @@ def samplers_table(bench: Mapping | None, steps: Sequence[int] = STEPS) -> str:
         return [f"{r['fid']:.2f} ({(r['fid'] - fl['mean']) / fl['std']:+.1f}σ)", f"{r['seconds']:.1f}"]
     body = [[str(s)] + cell(f"ddim:{s}:0") + cell(f"ddim:{s}:1") for s in steps]
     if "ddpm" in rows:
-        body.append([f"**DDPM** ancestral, {rows['ddpm']['nfe']}"] + cell("ddpm") + ["", ""])
+        body.append([f"**DDPM** ancestral, σ² = β, {rows['ddpm']['nfe']}"] + cell("ddpm") + ["", ""])
     body.append([f"real digits (floor): N = {fl['n']}, {len(fl['draws'])} draws", f"{fl['mean']:.2f} ± {fl['std']:.2f}",
                  "", "", ""])
     return markdown_table(["steps = NFE", "DDIM η=0: FID (vs floor)", "seconds", "DDIM η=1: FID (vs floor)", "seconds"],

@@ -63,6 +63,15 @@ def test_samplers_readers():
     assert "| 10 | 40.00 (+3.0σ) | 8.0 | 30.00 (+1.0σ) | 8.0 |" in table
     assert "25.00 (+0.0σ)" in table and "25.00 ± 5.00" in table
     assert "run `python benchmarks/samplers.py`" in samplers_table({"rows": []})
+    assert "DDPM** ancestral, σ² = β, 1000" in samplers_table(bench, steps=(10,))
+
+
+def test_samplers_verdicts_name_the_ddpm_row_and_skip_real_digits():
+    bench = {"differences": [dict(_d("ddim:50:0", "ddpm", 2.0, -1.0, 5.0), metric="fid"),
+                             dict(_d("ddim:50:0", "real", 9.0, 1.0, 20.0), metric="fid"),
+                             dict(_d("sde:100", "ddpm", 1.0, -1.0, 3.0), metric="fid")]}
+    lines = samplers_verdicts(bench)
+    assert len(lines) == 1 and "FID DDIM-50 η=0 − DDPM-1000 (σ²=β) = +2.00" in lines[0]
 
 
 def test_kid_difference_estimate_and_resolution():

@@ -27,7 +27,7 @@ def test_every_row_of_a_label_mix_is_compared_with_the_same_real_draw():
     features = {"ddim:10:0": torch.randn(40, 4, generator=g, dtype=torch.float64) + 0.5,
                 "ddim:20:0": torch.randn(40, 4, generator=g, dtype=torch.float64) + 0.2,
                 "ddim:50:1": torch.randn(40, 4, generator=g, dtype=torch.float64)}
-    out = samplers.differences(features, ref, pool, pool_y, n_boot=5, seed=0)
+    out = samplers.differences(features, ref, pool, pool_y, groups=10, seed=0)
     vs_real = {d["a"]: d["estimate"] for d in out if d["b"] == "real" and d["metric"] == "fid"}
     assert set(vs_real) == set(features)
     # FID(row) - FID(real): with one shared real set, FID(row) - estimate is the same number for every row
@@ -43,3 +43,13 @@ def test_the_committed_file_compares_every_unconditional_row_with_one_real_draw(
                    if d["b"] == "real" and d["metric"] == metric and rows[d["a"]]["model"] == "mnist-ddpm"]
         assert len(implied) >= 2
         assert max(implied) - min(implied) < 1e-3  # the rows' metrics are rounded to 4-6 decimals in the file
+
+
+def test_the_recorded_intervals_use_no_sample_twice():
+    """The file's intervals are the grouped jackknife of `jackknife_difference` (a bootstrap's duplicated rows inflate
+    FID and put self-pairs into KID), and each holds its own estimate."""
+    bench = json.loads((ROOT / "benchmarks/results/samplers.json").read_text())
+    assert bench["differences"]
+    for d in bench["differences"]:
+        assert d["method"].startswith("jackknife"), d["method"]
+        assert d["low"] <= d["estimate"] <= d["high"]
