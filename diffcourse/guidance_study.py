@@ -9,9 +9,10 @@ random digits makes balanced samples look "better than real".
 Every claim is a difference read against its own noise:
 
 * **sample vs floor**: :math:`\mathrm{FID}(\text{samples}) - \mathrm{FID}(\text{real draw})`, both against the same
-  test digits, by an unpaired bootstrap (`bootstrap_difference` with ``paired=False``);
+  test digits, by the package's interval for set metrics (`jackknife_difference` with ``paired=False``), or, for
+  KID at a small N, against a band of many real draws (`band_difference`);
 * **setting vs setting** (two scales, or classifier guidance against classifier-free guidance): a *paired*
-  bootstrap — row i of both sets came from the same starting noise and asked for the same digit;
+  jackknife — row i of both sets came from the same starting noise and asked for the same digit;
 * **accuracy** differences: a paired bootstrap of the per-sample "read as the asked-for digit".
 
 ``kept`` (what ``benchmarks/mnist_quality.py --features`` stores) maps a setting such as ``"cfg:1.25"`` or
@@ -20,18 +21,19 @@ Every claim is a difference read against its own noise:
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .measure import Difference, bootstrap_difference, draw_reference, fid_features
+from .measure import Difference, bootstrap_difference, draw_reference, fid_features, jackknife_difference
 from .samplers.guidance import classifier_guided_eps, classifier_log_prob_grad
 
 __all__ = ["UNCONDITIONAL", "setting_name", "is_unconditional", "fid_to_floor", "paired_fid", "paired_accuracy",
            "guidance_differences", "difference_from_dict", "noisy_classifier_differences", "guidance_probe",
            "decided_share", "noisy_readers", "floor_for", "to_floor_difference", "to_floor_verdict",
            "reading", "sweep_table",
-           "kid_to"]
+           "kid_to", "load_live", "band_difference", "share_lower_bound",
+           "mark_floors"]
 
 UNCONDITIONAL = ("cfg:0.0", "cg:0.0")   # the rows whose samples ignore their labels
 
@@ -55,23 +57,24 @@ def _correct(entry: Mapping) -> torch.Tensor:
 
 
 def fid_to_floor(features: torch.Tensor, pool_features: torch.Tensor, pool_labels: torch.Tensor,
-                 reference: torch.Tensor, labels: torch.Tensor | None, *, n_boot: int = 200, seed: int = 0,
+                 reference: torch.Tensor, labels: torch.Tensor | None, *, groups: int = 50, seed: int = 0,
                  name: str = "samples", metric: Callable = fid_features) -> Difference:
-    r""":math:`m(\text{samples}) - m(\text{real})` (``metric`` FID by default, or e.g. `metrics.kid`) with a bootstrap
-    interval, where the real set is drawn from the pool the way the samples were (``labels``: their label list;
-    ``None``: the data's own mix), and both are scored against the same ``reference``."""
+    r""":math:`m(\text{samples}) - m(\text{real})` (``metric`` FID by default) with the package's interval for set
+    metrics (`measure.jackknife_difference`, unpaired), where the real set is drawn from the pool the way the samples
+    were (``labels``: their label list; ``None``: the data's own mix), and both are scored against the same
+    ``reference``."""
     g = torch.Generator().manual_seed(seed + 1000)
     real = pool_features[draw_reference(pool_labels, len(features), labels, g)]
     mix = "data-mix" if labels is None else "balanced"
-    return bootstrap_difference(metric, features.double(), real.double(), reference.double(), paired=False,
-                                n_boot=n_boot, seed=seed, name_a=name, name_b=f"{mix} real digits")
+    return jackknife_difference(metric, features.double(), real.double(), reference.double(), paired=False,
+                                groups=groups, seed=seed, name_a=name, name_b=f"{mix} real digits")
 
 
-def paired_fid(a: Mapping, b: Mapping, reference: torch.Tensor, name_a: str, name_b: str, *, n_boot: int = 200,
+def paired_fid(a: Mapping, b: Mapping, reference: torch.Tensor, name_a: str, name_b: str, *, groups: int = 50,
                seed: int = 0) -> Difference:
-    """FID(a) − FID(b) for two settings drawn from the same starting noises and labels (a paired bootstrap)."""
-    return bootstrap_difference(fid_features, a["features"].double(), b["features"].double(), reference.double(),
-                                paired=True, n_boot=n_boot, seed=seed, name_a=name_a, name_b=name_b)
+    """FID(a) − FID(b) for two settings drawn from the same starting noises and labels (a paired jackknife)."""
+    return jackknife_difference(fid_features, a["features"].double(), b["features"].double(), reference.double(),
+                                paired=True, groups=groups, seed=seed, name_a=name_a, name_b=name_b)
 
 
 def paired_accuracy(a: Mapping, b: Mapping, name_a: str, name_b: str, *, n_boot: int = 1000,
@@ -93,7 +96,7 @@ def _pairs(keys: list[str]) -> list[tuple[str, str]]:
 
 
 def guidance_differences(kept: Mapping[str, Mapping], pool_features: torch.Tensor, pool_labels: torch.Tensor,
-                         reference: torch.Tensor, *, n_boot: int = 200, seed: int = 0) -> dict:
+                         reference: torch.Tensor, *, groups: int = 50, seed: int = 0) -> dict:
     """Every setting against its matched floor, neighbouring settings against each other, and classifier guidance
     against classifier-free guidance at each one's lowest FID and at w = s = 1 (the two "Bayes' rule" settings).
 
@@ -107,11 +110,11 @@ def guidance_differences(kept: Mapping[str, Mapping], pool_features: torch.Tenso
     for k, v in kept.items():
         labels = None if is_unconditional(k) else v["labels"]
         out["to_floor"][k] = {**record(fid_to_floor(v["features"], pool_features, pool_labels, reference, labels,
-                                                    n_boot=n_boot, seed=seed, name=setting_name(k))),
+                                                    groups=groups, seed=seed, name=setting_name(k))),
                               "n": len(v["features"]), "fid": fid[k], "accuracy": _accuracy(_correct(v))}
     for a, b in _pairs(list(kept)):
         out["pairs"].append({"fid": record(paired_fid(kept[a], kept[b], reference, setting_name(a), setting_name(b),
-                                                      n_boot=n_boot, seed=seed)),
+                                                      groups=groups, seed=seed)),
                              "accuracy": record(paired_accuracy(kept[a], kept[b], setting_name(a), setting_name(b),
                                                                 seed=seed), "accuracy", lower_is_better=False)})
     guided = {f: [k for k in kept if k.startswith(f + ":") and not is_unconditional(k)] for f in ("cg", "cfg")}
@@ -120,13 +123,14 @@ def guidance_differences(kept: Mapping[str, Mapping], pool_features: torch.Tenso
         matches = [(best["cg"], best["cfg"])] + ([("cg:1.0", "cfg:1.0")] if {"cg:1.0", "cfg:1.0"} <= kept.keys() else [])
         for a, b in matches:
             out["head_to_head"].append({
-                "fid": record(paired_fid(kept[a], kept[b], reference, setting_name(a), setting_name(b), n_boot=n_boot,
+                "fid": record(paired_fid(kept[a], kept[b], reference, setting_name(a), setting_name(b), groups=groups,
                                          seed=seed)),
                 "accuracy": record(paired_accuracy(kept[a], kept[b], setting_name(a), setting_name(b), seed=seed),
                                    "accuracy", lower_is_better=False)})
     out["protocol"] = ("FID of each setting against all test digits; floors: real training digits drawn as the samples "
-                       "were (balanced labels, or the data's mix for w = 0 / s = 0), same N; differences by bootstrap "
-                       f"({n_boot} resamples for FID, paired where the two settings share starting noise and labels)")
+                       "were (balanced labels, or the data's mix for w = 0 / s = 0), same N; differences by "
+                       f"(FID: a delete-a-group jackknife, {groups} groups, paired where the two settings share starting noise and "
+                       "labels; accuracy: a paired bootstrap of the per-sample outcomes)")
     return out
 
 
@@ -191,8 +195,9 @@ def noisy_readers(x0: torch.Tensor, y: torch.Tensor, timesteps: list[int], sched
     r"""Calibration and gradient size of the noise-aware ``network`` and of Bayes' rule over the training digits
     (``bayes``, a `metrics.NoisyKernelBayes`) on the *same* noised digits at each t: accuracy, mean confidence
     (largest probability), and the mean size of the guidance term :math:`\lVert\sqrt{1-\bar\alpha_t}\,
-    \nabla\log p(y\mid x_t)\rVert/\sqrt d` for the true label y. A calibrated reader's confidence equals its
-    accuracy."""
+    \nabla\log p(y\mid x_t)\rVert/\sqrt d` for the true label y (``"push"``: per digit). A calibrated reader's
+    confidence equals its accuracy. ``row["cosine"]``: per digit, the cosine between the two readers' gradients —
+    whether the network pushes in Bayes' rule's *direction*, not only by its amount."""
     rows = []
     d = x0[0].numel() ** 0.5
     for t in timesteps:
@@ -201,14 +206,15 @@ def noisy_readers(x0: torch.Tensor, y: torch.Tensor, timesteps: list[int], sched
         tt = torch.full((len(x0),), t)
         readers = {"network": lambda z: torch.log_softmax(network(z.float(), tt), 1).double(),
                    "bayes": lambda z: torch.log_softmax(bayes.logits(z, a), 1)}
-        row = {"t": t}
+        row, grads = {"t": t}, {}
         for name, log_p in readers.items():
-            grad = classifier_log_prob_grad(lambda z: log_p(z).gather(1, y[:, None])[:, 0], xt)
+            grads[name] = classifier_log_prob_grad(lambda z: log_p(z).gather(1, y[:, None])[:, 0], xt).flatten(1)
             with torch.no_grad():
                 p = log_p(xt).exp()
+            push = math.sqrt(1 - a) * grads[name].norm(dim=1) / d     # per digit
             row[name] = {"accuracy": float((p.argmax(1) == y).double().mean()),
-                         "confidence": float(p.max(1).values.mean()),
-                         "guidance": float(math.sqrt(1 - a) * grad.flatten(1).norm(dim=1).mean() / d)}
+                         "confidence": float(p.max(1).values.mean()), "guidance": float(push.mean()), "push": push}
+        row["cosine"] = torch.nn.functional.cosine_similarity(grads["network"], grads["bayes"], dim=1)
         rows.append(row)
     return rows
 
@@ -226,15 +232,20 @@ def floor_for(part: Mapping, key: str) -> tuple[float, float, str]:
 def to_floor_difference(quality: Mapping, part: str, key: str) -> Difference:
     """FID − matched floor for one row of a sweep: the bootstrap's, when the benchmark kept that row's features at the
     sweep's N (part ``guidance``), else an approximate interval that assumes the samples' FID varies as the real
-    draws' does (± 1.96·√2·floor std), and says so in its ``method``."""
+    draws' does: ± t·sd·√(1 + 1/M) over the floor's M draws (t of M − 1 degrees of freedom: 2.78 for 5 draws), the
+    spread of one new draw about their mean; its ``method`` says so."""
+    from scipy.stats import t as student_t
+
     boot = ((quality.get("guidance") or {}).get("to_floor") or {}).get(key)
     if boot is not None and boot.get("n") == quality[part]["n"]:
         return difference_from_dict(boot)
     mean, std, mix = floor_for(quality[part], key)
+    fl = quality[part].get("floor_data_mix" if mix == "data mix" else "floor_matched") or {}
+    m = len(fl.get("draws") or [None] * 5)
     fid = quality[part]["per_w" if part == "cfg" else "per_s"][key.split(":")[1]]["fid"]
-    hw = 1.96 * math.sqrt(2) * std
+    hw = float(student_t.ppf(0.975, m - 1)) * std * math.sqrt(1 + 1 / m)
     return Difference(setting_name(key), f"{mix} real digits", fid - mean, fid - mean - hw, fid - mean + hw,
-                      method="approximate: ± 1.96·√2·floor std")
+                      method=f"approximate: ± t·sd·√(1 + 1/{m}) over {m} real draws")
 
 
 def to_floor_verdict(quality: Mapping, part: str, key: str) -> str:
@@ -287,3 +298,65 @@ def kid_to(reference: torch.Tensor, degree: int = 3, coef0: float = 1.0) -> Call
         return float(sxx + syy - 2 * ((gamma * x @ y.T + coef0) ** degree).mean())
 
     return metric
+
+
+# ------------------------------------------------------------------------------- the kept live samples (chapters 5, 6)
+def load_live(path: str | None = None) -> dict:
+    """``benchmarks/results/guidance_live.pt`` (written by ``benchmarks/guidance_live.py``): every setting's samples
+    back in [-1, 1] (float), its features as float64. Raises with the command that writes the file if it is absent."""
+    from .reporting import RESULTS_DIR
+
+    path = path or str(RESULTS_DIR / "guidance_live.pt")
+    try:
+        live = torch.load(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is not there: run `python benchmarks/guidance_live.py` from the repository "
+                                "root (about half an hour on a 2-core CPU) to write it.") from None
+    for part in ("cg", "cg_steps", "cg_bayes", "cfg"):
+        for e in (live.get(part) or {}).get("per_s", (live.get(part) or {}).get("per_w", {})).values():
+            e["samples"] = e["samples"].float() / 127.5 - 1
+            e["features"] = e["features"].double()
+    return live
+
+
+def band_difference(value: float, band: Sequence[float], name_a: str, name_b: str, *,
+                    level: float = 0.95) -> Difference:
+    r""":math:`m(\text{samples}) - \overline{m(\text{real})}` against a **band** of M independent real draws, each at
+    the samples' N and label mix: the interval is :math:`\pm t_{M-1}\,\mathrm{sd}\sqrt{1 + 1/M}`, the spread of one
+    new draw about the band's mean — it assumes that the samples' metric varies from draw to draw as a real draw's
+    does (as `to_floor_difference` does for FID). No row is resampled, so a U-statistic such as KID keeps its
+    meaning (a bootstrap with replacement adds :math:`k(x, x)` terms to it)."""
+    from scipy.stats import t as student_t
+
+    v = torch.as_tensor([float(b) for b in band], dtype=torch.float64)
+    if len(v) < 10:
+        raise ValueError(f"band_difference needs at least 10 real draws for a stable spread, got {len(v)}.")
+    m, sd = float(v.mean()), float(v.std())
+    hw = float(student_t.ppf(0.5 + level / 2, len(v) - 1)) * sd * math.sqrt(1 + 1 / len(v))
+    return Difference(name_a, name_b, value - m, value - m - hw, value - m + hw, level,
+                      f"band of {len(v)} real draws: ± t·sd·√(1 + 1/{len(v)})")
+
+
+def share_lower_bound(successes: int, n: int, level: float = 0.95) -> float:
+    """One-sided Clopper–Pearson lower bound of a share (e.g. accuracy) from ``successes`` of ``n``: the share is
+    at least this with probability ``level``."""
+    from scipy.stats import beta
+
+    return 0.0 if successes == 0 else float(beta.ppf(1 - level, successes, n - successes + 1))
+
+
+def mark_floors(ax, quality: Mapping, part: str = "cfg") -> None:
+    """On a plot of FID (y) from a sweep ``part``, draw both matched floors with their ± sd bands: class-balanced
+    real digits (what the guided rows are read against) and the data's own mix (the unconditional row), replacing a
+    single unlabelled "floor" line (any horizontal line labelled "... floor ..." is removed)."""
+    for line in list(ax.lines):
+        if "floor" in str(line.get_label()) and len(set(line.get_ydata())) == 1:
+            line.remove()
+    sub = quality[part]
+    zero = "w = 0" if part == "cfg" else "s = 0"
+    for fl, color, name in ((sub["floor_matched"], "grey", f"class-balanced real digits (guided rows)"),
+                            (sub["floor_data_mix"], "C2", f"real digits, data mix ({zero})")):
+        ax.axhline(fl["mean"], color=color, ls="--", lw=1, label=f"{name}, N = {sub['n']}: mean")
+        ax.axhspan(fl["mean"] - fl["std"], fl["mean"] + fl["std"], color=color, alpha=0.15,
+                   label=f"  ± sd ({len(fl.get('draws', []))} draws)")
+    ax.legend(fontsize=7)

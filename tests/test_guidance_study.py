@@ -51,8 +51,8 @@ def test_fid_to_floor_tells_real_from_shifted_samples():
     ref, _ = _pool(2000, seed=1)
     labels = balanced_labels(200)
     real_like = pool[draw_reference(y, 200, labels, torch.Generator().manual_seed(9))]  # "samples" as good as real
-    same = fid_to_floor(real_like, pool, y, ref, labels, n_boot=100)
-    shifted = fid_to_floor(real_like + 1.0, pool, y, ref, labels, n_boot=100)
+    same = fid_to_floor(real_like, pool, y, ref, labels, groups=20)
+    shifted = fid_to_floor(real_like + 1.0, pool, y, ref, labels, groups=20)
     assert not same.resolved
     assert shifted.resolved and shifted.estimate > 0 and reading(shifted) == "above the floor"
 
@@ -84,7 +84,7 @@ def test_guidance_differences_pairs_neighbours_and_matches_the_two_methods():
     kept = {k: {"features": torch.randn(60, 4, generator=g), "read_as": labels.clone(), "labels": labels}
             for k in ("cfg:1.0", "cfg:1.25", "cg:0.0", "cg:1.0", "cg:2.0")}
     pool, y = _pool(2000, d=4)
-    out = guidance_differences(kept, pool.float(), y, torch.randn(500, 4, generator=g), n_boot=20)
+    out = guidance_differences(kept, pool.float(), y, torch.randn(500, 4, generator=g), groups=10)
     assert set(out["to_floor"]) == set(kept)
     assert [(p["fid"]["a"], p["fid"]["b"]) for p in out["pairs"]] == [("CFG w = 1.25", "CFG w = 1"),
                                                                       ("CG s = 1", "CG s = 0"), ("CG s = 2", "CG s = 1")]
@@ -112,3 +112,60 @@ def test_plot_guidance_over_t_draws_both_panels():
     ax1, ax2 = plot_guidance_over_t(readers, records, {1.0: [0.2, 0.6, 1.0]})
     assert len(ax1.lines) == 4 and len(ax2.lines) == 2
     assert ax1.xaxis_inverted() and ax2.get_ylim() == (0, 1.02)
+
+
+def test_band_difference_covers_a_new_real_draw_and_resolves_a_shifted_one():
+    """A KID read against a band of M real draws: a further real draw lands inside the interval about 95 % of the time
+    (the band's t·sd·√(1 + 1/M) is the spread of one new draw), while a set shifted off the data is resolved above."""
+    from diffcourse.guidance_study import band_difference
+
+    g = torch.Generator().manual_seed(0)
+    pool, reference = torch.randn(20000, 8, generator=g, dtype=torch.float64), torch.randn(500, 8, generator=g, dtype=torch.float64)
+    kid_ref = kid_to(reference)
+    draw = lambda: pool[torch.randint(0, len(pool), (40,), generator=g)]  # noqa: E731
+    band = [kid_ref(draw()) for _ in range(100)]
+    inside = [not band_difference(kid_ref(draw()), band, "real", "band").resolved for _ in range(300)]
+    assert 0.9 <= sum(inside) / len(inside) <= 0.99
+    shifted = band_difference(kid_ref(draw() + 0.5), band, "shifted", "band")
+    assert shifted.resolved and shifted.estimate > 0 and "100 real draws" in shifted.method
+    with pytest.raises(ValueError, match="at least 10"):
+        band_difference(0.0, band[:5], "a", "b")
+
+
+def test_share_lower_bound_is_clopper_pearson():
+    from diffcourse.guidance_study import share_lower_bound
+
+    assert share_lower_bound(500, 500) == pytest.approx(0.05 ** (1 / 500))   # all right: (1 - level)^(1/n)
+    assert share_lower_bound(0, 50) == 0.0
+    assert share_lower_bound(486, 500) < 0.97 < 486 / 500   # the chapter-6 target met by the point estimate only
+
+
+def test_to_floor_difference_uses_t_of_the_floor_draws():
+    from scipy.stats import t as student_t
+
+    quality = {"cfg": {"n": 500, "floor_at_n": 3.0, "floor_at_n_std": 0.5, "floor_protocol": "balanced",
+                       "floor_matched": {"mean": 3.0, "std": 0.5, "draws": [2.5, 3.0, 3.5, 3.0, 3.0]},
+                       "floor_data_mix": {"mean": 6.0, "std": 1.0}, "per_w": {"1.0": {"fid": 3.2}}}}
+    d = to_floor_difference(quality, "cfg", "cfg:1.0")
+    assert d.half_width == pytest.approx(student_t.ppf(0.975, 4) * 0.5 * (1 + 1 / 5) ** 0.5)
+
+
+def test_noisy_readers_report_per_digit_pushes_and_the_cosine_of_the_two_gradients():
+    from diffcourse.guidance_study import noisy_readers
+    from diffcourse.metrics import NoisyKernelBayes
+    from diffcourse.schedules import make_schedule
+
+    g = torch.Generator().manual_seed(0)
+    x0, y = torch.randn(200, 1, 4, 4, generator=g), torch.arange(200) % 2
+    x0[y == 1] += 1.0
+    bayes = NoisyKernelBayes(x0, y)
+
+    class SameAsBayes(torch.nn.Module):   # a "network" that is Bayes' rule: its gradient is Bayes' rule's
+        def forward(self, z, t):
+            return bayes.logits(z, float(schedule.alpha_bars[int(t[0])])).float()
+
+    schedule = make_schedule("linear", 1000)
+    rows = noisy_readers(x0[:16], y[:16], [300, 600], schedule, SameAsBayes(), bayes, g)
+    for r in rows:
+        assert r["network"]["push"].shape == (16,) and r["cosine"].shape == (16,)
+        assert torch.allclose(r["cosine"], torch.ones(16, dtype=r["cosine"].dtype), atol=1e-3)  # float32 network pass
