@@ -60,3 +60,26 @@ def test_the_lessons_read_the_file_and_never_bootstrap_kid(name):
     code = _code(name)
     assert "load_live()" in code and "band_difference(" in code
     assert "bootstrap_difference(kid_ref" not in code and "jackknife_difference(kid_ref" in code
+
+
+def _outputs(name: str) -> str:
+    nb = json.loads((ROOT / "notebooks" / name).read_text())
+    return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/markdown", ""))
+                   for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def test_the_label_mix_file_reads_the_same_sets_the_way_the_lessons_do(live):
+    """benchmarks/results/guidance_label_mix.json (quoted by chapters 5 and 6): its bands and paired lines must be the
+    lessons' own — the balanced band is chapter 5's, the jackknife lines are the ones the lessons print — and its read
+    counts must be those of the live file's sets."""
+    mix = json.loads((ROOT / "benchmarks/results/guidance_label_mix.json").read_text())
+    assert mix["bands"]["asked"]["counts"] == [8] * 10
+    for key, e in (("cg:1", live["cg"]["per_s"][1.0]), ("cg:2", live["cg"]["per_s"][2.0]), ("cfg:1", live["cfg"]["per_w"][1.0])):
+        assert mix["bands"][key]["counts"] == torch.bincount(e["read_as"], minlength=10).tolist(), key
+    ch5, ch6 = _outputs("05_classifier_guidance.ipynb"), _outputs("06_classifier_free_guidance.ipynb")
+    asked = mix["bands"]["asked"]
+    assert f"KID balanced {asked['mean']:.2f} ± {asked['std']:.2f}" in ch5
+    assert mix["pairs"]["cg:2-cg:1"]["verdict"].split(": ", 1)[1].replace("CG ", "") in ch5.replace(", network guide, DDIM-20", "")
+    assert mix["pairs"]["cfg:1-cg:1"]["verdict"] in ch6
+    d = mix["cg_s1_vs_read_band"]
+    assert d["low"] > 0 and d["low"] < d["estimate"] < d["high"]  # s = 1 stays resolved above its read-counts band
