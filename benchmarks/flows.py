@@ -4,6 +4,8 @@
     python benchmarks/flows.py --part toy2d-cache        # seed 0's models for the lesson (after --part toy2d)
     python benchmarks/flows.py --part mnist [--n 1000] [--flow runs/mnist-flow/mnist-flow.pt]
     python benchmarks/flows.py --part record-quality     # the flow's rows into the manifest's mnist-flow entry
+    python benchmarks/flows.py --part toy2d-grid         # the time grid in 2D: every model on both grids, floor band
+    python benchmarks/flows.py --part mnist-grid --n 500 # the time grid: diffusion on the uniform grid, flow on DDIM's
 
 Writes ``benchmarks/results/flows.json`` incrementally (each seed, each sampler as it finishes), so an
 interrupted run keeps what it measured; a part re-run replaces that part. One thread (the 2-core CPU is shared).
@@ -165,36 +167,69 @@ def _score(images: torch.Tensor, ref: dict) -> dict:
             "confident": confident_share(images, ref["judge"])}
 
 
-def _differences(scored: dict, ref: dict, n_boot: int = 1000) -> list[dict]:
-    """Paired bootstrap differences of FID and confident share for `DIFFERENCES` at every shared NFE. The samples are
-    resampled (one index draw for both sides: they share their noises); the reference, all 10 000 test digits, is
-    held fixed (the interval is conditional on it), which makes each replicate two small FIDs instead of two
-    covariances of 10 000 features."""
-    from diffcourse.measure import bootstrap_difference
+def _differences(scored: dict, ref: dict, n_boot: int = 1000, pairs: list | None = None,
+                 nfes: tuple[int, ...] = NFES, groups: int = 50) -> list[dict]:
+    """Paired differences of FID and confident share for `DIFFERENCES` (or ``pairs``) at every shared NFE. FID, a
+    set metric: `jackknife_difference` (delete-a-group over the samples, one grouping for both sides since they share
+    their noises, plus the 10 000 test digits of the reference); the confident share, a mean of per-sample values:
+    the paired `bootstrap_difference` (``n_boot`` resamples)."""
+    from diffcourse.measure import bootstrap_difference, jackknife_difference
     from diffcourse.metrics import feature_stats, frechet_distance
 
-    mu_ref, cov_ref = feature_stats(ref["ref"])  # the reference is the whole test set: held fixed, its stats once
-
-    def fid_metric(features: torch.Tensor, _ref) -> float:
-        return frechet_distance(*feature_stats(features), mu_ref, cov_ref)
+    def fid_metric(features: torch.Tensor, reference: torch.Tensor) -> float:
+        return frechet_distance(*feature_stats(features), *feature_stats(reference))
 
     def conf_metric(conf: torch.Tensor, _ref) -> float:
         return float(conf.double().mean())
 
     out = []
-    for a_name, b_name in DIFFERENCES:
-        for nfe in NFES:  # those measured
+    for a_name, b_name in pairs or DIFFERENCES:
+        for nfe in nfes:  # those measured
             a, b = scored.get(f"{a_name}:{nfe}"), scored.get(f"{b_name}:{nfe}")
             if a is None or b is None or a["nfe"] != b["nfe"]:
                 continue
-            for metric, fn, x, y, reference in (
-                    ("fid", fid_metric, a["features"], b["features"], None),
-                    ("confident", conf_metric, a["confident_per_sample"], b["confident_per_sample"], None)):
-                d = bootstrap_difference(fn, x, y, reference, paired=True, n_boot=n_boot, seed=nfe,
-                                         name_a=f"{a_name} (NFE {a['nfe']})", name_b=f"{b_name} (NFE {b['nfe']})")
-                out.append({"metric": metric, "nfe": nfe, **d.as_dict(), "verdict": d.verdict(
-                    "FID" if metric == "fid" else "confident share", lower_is_better=metric == "fid")})
+            names = dict(name_a=f"{a_name} (NFE {a['nfe']})", name_b=f"{b_name} (NFE {b['nfe']})")
+            fid = jackknife_difference(fid_metric, a["features"], b["features"], ref["ref"], paired=True,
+                                       groups=groups, seed=nfe, **names)
+            conf = bootstrap_difference(conf_metric, a["confident_per_sample"], b["confident_per_sample"], None,
+                                        paired=True, n_boot=n_boot, seed=nfe, **names)
+            out.append({"metric": "fid", "nfe": nfe, **fid.as_dict(), "verdict": fid.verdict("FID")})
+            out.append({"metric": "confident", "nfe": nfe, **conf.as_dict(),
+                        "verdict": conf.verdict("confident share", lower_is_better=False)})
     return out
+
+
+def mnist_verdicts_part(a) -> None:
+    """Re-run only the verdict stage of the ``mnist`` and ``mnist_grid`` parts from the cached images (no sampling):
+    features of every row's images, then `_differences` (FID by the jackknife). Rows, floors and notes are kept."""
+    from diffcourse.data.mnist import load_mnist
+    from diffcourse.metrics import classifier_features
+    from diffcourse.pretrained import load_pretrained
+
+    results, cache = load(), Path(a.cache)
+    judge = load_pretrained("mnist-classifier")
+    ref = {"judge": judge, "ref": classifier_features(load_mnist("test")[0], judge)}
+    for name, pairs in (("mnist", DIFFERENCES), ("mnist_grid", GRID_DIFFERENCES)):
+        part = results[name]
+        keys = set(part["rows"]) | {k for p in pairs for k in (f"{p[0]}:{n}" for n in part["nfes"])} \
+            | {f"{p[1]}:{n}" for p in pairs for n in part["nfes"]}
+        scored = {}
+        for key in sorted(keys):
+            path = cache / f"{key.replace(':', '_')}_n{part['n']}.pt"
+            if not path.exists():
+                continue
+            images = torch.load(path, weights_only=True)["images"].float()
+            conf = torch.softmax(judge(images).float(), 1).amax(1) >= 0.9
+            scored[key] = {"features": classifier_features(images, judge), "confident_per_sample": conf,
+                           "nfe": int(key.split(":")[1]) if not key.startswith("flow-heun") else
+                           2 * HEUN_STEPS[int(key.split(":")[1])]}
+        part["differences"] = _differences(scored, ref, a.n_boot, pairs, tuple(part["nfes"]))
+        part["note"] = part["note"].split(" Differences")[0] + (
+            " Differences: FID by the paired jackknife (jackknife_difference, 50 groups, the 10 000 test digits' "
+            f"noise included); confident share by the paired bootstrap ({a.n_boot} resamples); the same noises for "
+            "every sampler. (Re-run from the cached images by --part mnist-verdicts.)")
+        save_part(name, part)
+        print(f"{name}: {len(part['differences'])} differences", flush=True)
 
 
 def _agreement(models: dict, n: int, cache: Path) -> list[dict]:
@@ -225,8 +260,8 @@ def mnist_part(a) -> None:
             "floor": ref["floor"].as_dict(), "real_confident": ref["real_confident"], "rows": {},
             "note": f"python benchmarks/flows.py --part mnist --n {n} --nfes {' '.join(map(str, a.nfes))} on the "
                     "2-core CPU shared with other jobs (1 thread); 'seconds' are wall times on that busy machine. "
-                    f"Differences: paired bootstrap over the samples ({a.n_boot} resamples; the same noises for every "
-                    "sampler), the 10 000 test digits held fixed."}
+                    "Differences: FID by the paired jackknife (50 groups, the test digits' noise included), confident "
+                    f"share by the paired bootstrap ({a.n_boot} resamples); the same noises for every sampler."}
     part["agreement"] = _agreement(models, min(200, n), cache)
     save_part("mnist", part)
     scored = {}
@@ -272,9 +307,114 @@ def record_quality() -> None:
     print(f"mnist-flow quality recorded in {path}: " + ", ".join(k for k in quality if k not in ("source", "floor")))
 
 
+# ------------------------------------------------------------------------------------------ MNIST: the time grid
+GRID_NFES = (5, 10, 20, 50)
+GRID_DIFFERENCES = [("flow-euler", "lsimple-uniform"), ("flow-euler", "minsnr-uniform"),
+                    ("lsimple-uniform", "lsimple-ddim"), ("minsnr-uniform", "minsnr-ddim"),
+                    ("flow-ddimgrid", "flow-euler"), ("flow-ddimgrid", "lsimple-ddim"), ("flow-ddimgrid", "minsnr-ddim")]
+
+
+def grid_configs(nfes: tuple[int, ...] = GRID_NFES) -> list[dict]:
+    """The time-grid rows: each diffusion model sampled as a flow (Euler on `diffusion_velocity_fn`) on the flow's
+    uniform grid in linear time (from DDIM's first linear time t_0 = 0.9937 down to 0: `uniform_linear_times`), and
+    the flow network by Euler on DDIM's trailing grid (`ddim_linear_times`). With the ``mnist`` part's rows this
+    crosses the two axes: objective (flow vs L_simple vs min-SNR-5) x time grid (uniform vs DDIM's)."""
+    from diffcourse import make_schedule
+    from diffcourse.flows import ddim_linear_times
+
+    schedule = make_schedule("linear", 1000)
+    rows = []
+    for nfe in nfes:
+        uniform, ddim = uniform_linear_times(schedule, nfe), ddim_linear_times(schedule, nfe)
+        rows += [dict(key=f"lsimple-uniform:{nfe}", model="lsimple", sampler="flow_euler", steps=nfe, nfe=nfe,
+                      times=uniform, grid="uniform"),
+                 dict(key=f"minsnr-uniform:{nfe}", model="minsnr", sampler="flow_euler", steps=nfe, nfe=nfe,
+                      times=uniform, grid="uniform"),
+                 dict(key=f"flow-ddimgrid:{nfe}", model="flow", sampler="flow_euler", steps=nfe, nfe=nfe,
+                      times=ddim, grid="ddim")]
+    return rows
+
+
+def uniform_linear_times(schedule, steps: int) -> torch.Tensor:
+    """``steps + 1`` evenly spaced linear-path times from DDIM's first one (the schedule's last noise level,
+    t_0 = 0.9937 for linear T = 1000) down to 0: the flow's uniform grid, started where a diffusion model's flow
+    starts."""
+    from diffcourse.flows import ddim_linear_times
+
+    t_start = float(ddim_linear_times(schedule, steps)[0])
+    return torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64)
+
+
+def mnist_grid_part(a) -> None:
+    """The ``mnist_grid`` part: `grid_configs` at ``--nfes`` (same N, seed-0 noises, reference and floor as the
+    ``mnist`` part, whose cached images it re-uses for the paired differences `GRID_DIFFERENCES`), written after
+    every NFE."""
+    n, cache = a.n or 500, Path(a.cache)
+    base = load().get("mnist")
+    if not base or base["n"] != n:
+        raise SystemExit("run `python benchmarks/flows.py --part mnist` with the same --n first.")
+    models, ref = _models(a), _reference(n)
+    part = {"n": n, "nfes": list(a.nfes), "device": "cpu", "torch_threads": torch.get_num_threads(),
+            "floor": ref["floor"].as_dict(), "rows": {}, "differences": [],
+            "note": f"python benchmarks/flows.py --part mnist-grid --n {n} --nfes {' '.join(map(str, a.nfes))} on "
+                    "the 2-core CPU shared with other jobs (1 thread; 'seconds' are wall times on that busy machine). "
+                    "Rows: each diffusion model as a flow on the uniform linear grid from t_0 = DDIM's first time; "
+                    "the flow on DDIM's trailing grid. Differences as in the mnist part (FID: paired jackknife; "
+                    f"confident share: paired bootstrap, {a.n_boot} resamples; the same noises)."}
+    scored = {}
+    for nfe in a.nfes:
+        cfgs = [c for c in mnist_configs((nfe,)) if c["sampler"] != "flow_heun"] + list(grid_configs((nfe,)))
+        for cfg in cfgs:
+            images, seconds = _images(cfg, models[cfg["model"]], n, cache)
+            s = _score(images, ref)
+            conf = torch.softmax(ref["judge"](images).float(), 1).amax(1) >= 0.9
+            scored[cfg["key"]] = {**s, "confident_per_sample": conf, "nfe": cfg["nfe"]}
+            if "grid" in cfg:
+                part["rows"][cfg["key"]] = {"model": cfg["model"], "sampler": cfg["sampler"], "grid": cfg["grid"],
+                                            "t_start": float(cfg["times"][0]), "nfe": cfg["nfe"], "fid": s["fid"],
+                                            "fid_over_floor": s["fid"] / ref["floor"].mean,
+                                            "confident": s["confident"], "seconds": round(seconds, 1)}
+                print(f"{cfg['key']}: FID {s['fid']:.2f}, confident {s['confident']:.3f}, {seconds:.0f} s", flush=True)
+        part["differences"] += _differences(scored, ref, a.n_boot, GRID_DIFFERENCES, (nfe,))
+        save_part("mnist_grid", part)
+
+
+# ------------------------------------------------------------------------------------------- 2D: the time grid
+def toy_grid_part(seeds: list[int], n: int, draws: int = 10) -> None:
+    """The ``toy2d_grid`` part: for each seed of the ``toy2d`` part, its five models (seed 0 from `TOY_CACHE`, the
+    others trained again, seeded) on both time grids (`diffcourse.flow_study.toy_grid_scores`: every model Euler on
+    its velocity field from the same start, on the same grid) and the floor drawn ``draws`` times. A retrained seed is
+    used only if its 1-NFE scores (where the two grids coincide) equal the ``toy2d`` part's."""
+    from diffcourse.flow_study import load_toy_models, toy_floor_draws, toy_grid_scores, toy_models, toy_sets
+
+    toy = load().get("toy2d")
+    if not toy or toy["n"] != n:
+        raise SystemExit("run `python benchmarks/flows.py --part toy2d` (the same --n) first.")
+    part = {"n": n, "seeds": [], "runs": [], "floors": [], "grids": ["uniform", "ddim"], "floor_draws": draws,
+            "note": "python benchmarks/flows.py --part toy2d-grid: every model of a seed by Euler on its velocity "
+                    "field (a diffusion model's read on the linear path) from x_T / c_T at t_0 = 0.9937, on the "
+                    "uniform grid and on DDIM's trailing grid; straightness on 100 steps of each grid; sw_ratio over "
+                    "the toy2d part's single floor, sw raw; floors: SW of independent data sets to the seed's data."}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        models = load_toy_models() if seed == 0 else toy_models(seed)
+        sets = toy_sets(seed, n)
+        scores = toy_grid_scores(models, sets)
+        recorded = toy["runs"][toy["seeds"].index(seed)]
+        worst = max(abs(scores[f"{m}@ddim"]["sw_ratio"]["1"] / recorded[m]["sw_ratio"]["1"] - 1)
+                    for m in recorded if not m in ("i-cfm", "ot-cfm", "reflow"))
+        if worst > 1e-5:
+            raise SystemExit(f"seed {seed}: DDIM-1 differs from the toy2d part by {worst:.1e}: not the same models.")
+        part["seeds"].append(seed)
+        part["runs"].append(scores)
+        part["floors"].append(toy_floor_draws(seed, n, draws))
+        save_part("toy2d_grid", part)
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f} s (check {worst:.1e})", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["toy2d", "toy2d-cache", "mnist", "record-quality"], required=True)
+    p.add_argument("--part", choices=["toy2d", "toy2d-cache", "mnist", "mnist-grid", "toy2d-grid", "mnist-verdicts", "record-quality"], required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--n", type=int, default=None, help="points (toy2d, default 2000) or images (mnist, default 1000)")
     p.add_argument("--nfes", type=int, nargs="+", default=list(NFES), help="mnist: the NFE values (default 5 10 20 50)")
@@ -292,6 +432,12 @@ def main() -> None:
         toy_cache_part(a.n or 2000)
     elif a.part == "record-quality":
         record_quality()
+    elif a.part == "toy2d-grid":
+        toy_grid_part([s for s in a.seeds if s in load().get("toy2d", {}).get("seeds", [])], a.n or 2000)
+    elif a.part == "mnist-verdicts":
+        mnist_verdicts_part(a)
+    elif a.part == "mnist-grid":
+        mnist_grid_part(a)
     else:
         mnist_part(a)
 

@@ -9,6 +9,7 @@ runs seed 0 live. `seed_verdicts` and `mnist_verdicts` turn the results into the
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,7 +26,8 @@ from .samplers.flow import flow_sample
 
 __all__ = ["TOY_NFES", "TOY_METHODS", "toy_sets", "toy_models", "toy_velocity", "toy_sample", "toy_straightness",
            "toy_scores", "toy_study", "TOY_CACHE", "save_toy_models", "load_toy_models", "seed_verdicts",
-           "mnist_verdicts"]
+           "mnist_verdicts", "TOY_GRIDS", "toy_grid", "toy_grid_start", "toy_grid_sample", "toy_floor_draws",
+           "toy_grid_scores", "floor_band_table", "verdict_table", "grid_curves", "effective_weights", "MNIST_GRID_ROWS", "mnist_grid_table", "grid_table"]
 
 TOY_NFES = (1, 2, 4, 8, 50)
 TOY_METHODS = ("i-cfm", "ot-cfm", "reflow", "ddim-x0", "ddim-eps")
@@ -171,16 +173,20 @@ def continuity_residual(gm, x: torch.Tensor, t: float, h: float = 1e-4) -> tuple
     return dp_dt, -div
 
 
-def toy_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int] = TOY_NFES) -> str:
-    """A markdown table of one seed's study: SW / floor at each NFE, straightness and training seconds per method."""
+def toy_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int] = TOY_NFES,
+              seconds: Mapping[str, Mapping[str, Any]] | None = None, seconds_label: str = "training s") -> str:
+    """A markdown table of one seed's study: SW / floor at each NFE, straightness and training seconds per method
+    (``seconds``: another run's score dicts to take the seconds from, e.g. the benchmark's seed in ``flows.json``
+    when the models were loaded rather than trained here)."""
     from .reporting import markdown_table
 
     rows = []
     for m, s in scores.items():
-        extra = f" (+{s['pair_seconds']:.1f} s for the pairs, + the I-CFM run)" if "pair_seconds" in s else ""
+        clock = (seconds or scores)[m]
+        extra = f" (+{clock['pair_seconds']:.1f} s for the pairs, + the I-CFM run)" if "pair_seconds" in clock else ""
         rows.append([m] + [f"{s['sw_ratio'][str(k)]:.2f}" for k in nfes]
-                    + [f"{s['straightness']:.4f}", f"{s['train_seconds']:.1f}{extra}"])
-    return markdown_table(["model"] + [f"NFE {k}" for k in nfes] + ["straightness", "training s"], rows)
+                    + [f"{s['straightness']:.4f}", f"{clock['train_seconds']:.1f}{extra}"])
+    return markdown_table(["model"] + [f"NFE {k}" for k in nfes] + ["straightness", seconds_label], rows)
 
 
 def plot_pairs(ax, x0: torch.Tensor, eps: torch.Tensor, title: str, n: int = 60) -> None:
@@ -218,7 +224,7 @@ def mnist_table(part: Mapping[str, Any]) -> str:
     rows.append([f"floor: {fl['n']} training digits, {len(fl['draws'])} draws", "—",
                  f"{fl['mean']:.2f} ± {fl['std']:.2f}", "1.00", f"{part.get('real_confident', float('nan')):.3f}", "—"])
     return markdown_table(["model / sampler", "NFE", "FID", "FID / floor", "confident share",
-                           "seconds (CPU, 1 thread)"],
+                           "wall seconds (1 thread, busy shared CPU)"],
                           sorted(rows[:-1], key=lambda r: (r[0], r[1])) + rows[-1:])
 
 
@@ -230,7 +236,8 @@ spending about a minute of CPU retraining them."""
 
 
 def save_toy_models(models: Mapping[str, Mapping[str, Any]], path: str | Path = TOY_CACHE) -> None:
-    """Write the EMA weights of a `toy_models` result, with its training seconds (what `toy_table` shows)."""
+    """Write the EMA weights of a `toy_models` result, with the seconds of that training run (the lesson shows the
+    benchmark's seconds from ``flows.json`` instead: the cache may be written on a busier machine)."""
     torch.save({m: {"state_dict": e["model"].state_dict(), "seconds": float(e["seconds"]),
                     **({"pair_seconds": float(e["pair_seconds"])} if "pair_seconds" in e else {})}
                 for m, e in models.items()}, path)
@@ -254,3 +261,181 @@ def load_toy_models(path: str | Path = TOY_CACHE) -> dict[str, dict[str, Any]]:
             entry["schedule"] = make_schedule("linear", FLOW_TOY["T"])
         out[m] = entry
     return out
+
+
+# ----------------------------------------------------------------------------------------------- the time grid
+TOY_GRIDS = ("uniform", "ddim")
+"""The two time grids of the matched-grid study: ``"uniform"`` steps in linear time, ``"ddim"`` DDIM's trailing
+timesteps read as linear times (`ddim_linear_times`), which crowd near pure noise and end with one long jump."""
+
+
+def toy_grid(grid: str, nfe: int) -> torch.Tensor:
+    r"""The decreasing grid of ``nfe`` Euler steps, both from DDIM's first linear time :math:`t_0 = 0.9937` (the
+    linear schedule's :math:`\bar\alpha_T`) to 0: ``"uniform"`` (evenly spaced) or ``"ddim"`` (`ddim_linear_times`).
+    At ``nfe = 1`` the two are the same single step."""
+    from .schedules import make_schedule
+
+    ddim = ddim_linear_times(make_schedule("linear", FLOW_TOY["T"]), nfe)
+    if grid == "ddim":
+        return ddim
+    if grid == "uniform":
+        return torch.linspace(float(ddim[0]), 0.0, nfe + 1, dtype=torch.float64)
+    raise ValueError(f"grid must be one of {TOY_GRIDS}, got {grid!r}.")
+
+
+def toy_grid_start(x_T: torch.Tensor) -> torch.Tensor:
+    r"""The common starting point of every model on `toy_grid`: :math:`z = x_T / c_T`, DDIM's :math:`x_T` on the
+    linear path (:math:`c = \sqrt{\bar\alpha_T} + \sqrt{1-\bar\alpha_T}`), which is :math:`0.9937\,x_T`."""
+    from .schedules import make_schedule
+
+    ab = make_schedule("linear", FLOW_TOY["T"]).alpha_bars[-1]
+    return x_T / float(ab.sqrt() + (1 - ab).sqrt())
+
+
+@torch.no_grad()
+def toy_grid_sample(method: str, entry: Mapping[str, Any], x_T: torch.Tensor, nfe: int, grid: str) -> torch.Tensor:
+    """Euler on a study model's velocity field (`toy_velocity`: a flow's own, a diffusion model's read on the linear
+    path) on `toy_grid` from `toy_grid_start`: every model walks the same grid from the same points, so only the
+    field differs. A diffusion model on ``"ddim"`` is its DDIM (η = 0) exactly (section 3)."""
+    return flow_sample(toy_velocity(method, entry), toy_grid_start(x_T), times=toy_grid(grid, nfe))
+
+
+def toy_floor_draws(seed: int, n: int = 2000, draws: int = 10) -> list[float]:
+    """The floor drawn ``draws`` times: SW between the seed's ``data`` set and independent data sets of the same
+    ``n`` (the first is `toy_sets`'s ``other``, the one the study's ratios divide by)."""
+    data = toy_sets(seed, n)["data"]
+    return [sliced_wasserstein(toy2d.sample(FLOW_TOY["dataset"], n, torch.Generator().manual_seed(40_000 + seed + 100 * j)),
+                               data) for j in range(draws)]
+
+
+def toy_grid_scores(models: Mapping[str, Mapping[str, Any]], sets: Mapping[str, torch.Tensor],
+                    nfes: Sequence[int] = TOY_NFES, n_straight: int = 500) -> dict[str, dict[str, Any]]:
+    """Every model on both grids: ``{"<method>@<grid>": {"sw_ratio": {nfe: SW / floor}, "sw": {nfe: SW},
+    "straightness": S}}`` (straightness on 100 steps of that grid from `toy_grid_start`, the first ``n_straight``
+    noises), keyed so that `seed_verdicts` pairs e.g. ``("i-cfm@uniform", "ddim-eps@uniform")``."""
+    floor = sliced_wasserstein(sets["other"], sets["data"])
+    out = {}
+    for grid in TOY_GRIDS:
+        for m, entry in models.items():
+            sw = {str(k): sliced_wasserstein(toy_grid_sample(m, entry, sets["x_T"], k, grid), sets["data"]) for k in nfes}
+            s = straightness(toy_velocity(m, entry), toy_grid_start(sets["x_T"][:n_straight]), times=toy_grid(grid, 100))
+            out[f"{m}@{grid}"] = {"sw": sw, "sw_ratio": {k: v / floor for k, v in sw.items()},
+                                  "straightness": float(s.mean())}
+    return out
+
+
+def floor_band_table(runs: Sequence[Mapping[str, Any]], floors: Sequence[Sequence[float]], nfe: int = 50,
+                     grid: str = "uniform") -> str:
+    """A markdown table: each seed's floor over its draws (mean ± sd), and each model's SW at ``nfe`` on ``grid``
+    in floor standard deviations above the floor's mean ((SW - mean) / sd)."""
+    import statistics
+
+    from .reporting import markdown_table
+
+    methods = [k.split("@")[0] for k in runs[0] if k.endswith(f"@{grid}")]
+    rows = []
+    for i, (run, fl) in enumerate(zip(runs, floors)):
+        mu, sd = statistics.mean(fl), statistics.stdev(fl)
+        rows.append([str(i), f"{mu:.4f} ± {sd:.4f} ({len(fl)} draws)"]
+                    + [f"{(run[f'{m}@{grid}']['sw'][str(nfe)] - mu) / sd:+.1f}" for m in methods])
+    return markdown_table(["seed", "floor SW: mean ± sd"] + [f"{m}: (SW - floor) / sd" for m in methods], rows)
+
+
+def verdict_table(runs: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, str]], nfes: Sequence[int] = TOY_NFES,
+                  key: str = "sw_ratio", digits: int = 2) -> str:
+    """A markdown table of `seed_verdicts`, one row per pair and one column per NFE: each cell says which model wins
+    and by how much (margin ± half-width) where the paired interval over seeds excludes 0, else "not resolved" with
+    the interval of a − b (lower is better)."""
+    from .reporting import markdown_table
+
+    rows = []
+    for a, b in pairs:
+        cells = []
+        for k in nfes:
+            d = seed_verdicts(runs, [(a, b)], key, nfe=k)[0]
+            if d.resolved:
+                winner = a if d.estimate < 0 else b
+                cells.append(f"**{winner}** by {abs(d.estimate):.{digits}f} ± {d.half_width:.{digits}f}")
+            else:
+                cells.append(f"not resolved: {d.estimate:+.{digits}f} [{d.low:.{digits}f}, {d.high:.{digits}f}]")
+        rows.append([f"{a} − {b}"] + cells)
+    return markdown_table(["a − b (SW / floor)"] + [f"NFE {k}" for k in nfes], rows)
+
+
+def grid_curves(part: Mapping[str, Any], grid: str) -> tuple[dict[str, list[tuple[int, float]]], tuple[float, float]]:
+    """From the ``toy2d_grid`` part: each model's mean over seeds of SW / (the seed's mean floor) at each NFE on
+    ``grid``, and the floor band (mean over seeds of 1 ± 2 sd / mean of that seed's floor draws)."""
+    import statistics
+
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for name in part["runs"][0]:
+        m, g = name.split("@")
+        if g != grid:
+            continue
+        nfes = sorted(int(k) for k in part["runs"][0][name]["sw"])
+        curves[m] = [(k, statistics.mean(run[name]["sw"][str(k)] / statistics.mean(fl)
+                                         for run, fl in zip(part["runs"], part["floors"]))) for k in nfes]
+    rel = statistics.mean(statistics.stdev(fl) / statistics.mean(fl) for fl in part["floors"])
+    return curves, (1 - 2 * rel, 1 + 2 * rel)
+
+
+def effective_weights(t: torch.Tensor, T: int = 1000, gamma: float = 5.0) -> dict[str, torch.Tensor]:
+    r"""The weight each objective puts on the **velocity** error :math:`\|\hat v - v\|^2` at linear time
+    :math:`t` (Kingma & Gao 2023's view: one per-noise-level loss, different weightings), each normalised to
+    integrate to 1 over :math:`t\in(0,1)`:
+
+    * DDPM's :math:`L_\text{simple}` (ε-loss, :math:`\tau` uniform on :math:`0\ldots T-1`, linear schedule):
+      :math:`p(t)\,(1-t)^2`, since :math:`\hat\varepsilon-\varepsilon=(1-t)(\hat v-v)` at fixed :math:`z_t` and
+      :math:`p(t)=\frac1T\,d\tau/dt` is the density of the sampled times on the linear clock;
+    * min-SNR-γ (ε-loss weighted by :math:`\min(\mathrm{SNR},\gamma)/\mathrm{SNR}`,
+      :math:`\mathrm{SNR}=((1-t)/t)^2`): :math:`p(t)(1-t)^2\min(\mathrm{SNR},\gamma)/\mathrm{SNR}`;
+    * flow matching, :math:`t\sim\mathcal U(0,1)`: 1;
+    * SD3's logit-normal :math:`t` (Esser et al. 2024, m = 0, s = 1): the logit-normal density.
+    """
+    from .flows import alpha_bar_of, fractional_timestep
+    from .schedules import make_schedule
+
+    t = torch.as_tensor(t, dtype=torch.float64)
+    tau = fractional_timestep(make_schedule("linear", T), alpha_bar_of(t))
+    p = torch.gradient(tau, spacing=(t,))[0].clamp(min=0) / T
+    p = torch.where((tau > -1) & (tau < T - 1), p, torch.zeros_like(p))  # outside the table no timestep is drawn
+    snr = ((1 - t) / t) ** 2
+    logit = torch.log(t / (1 - t))
+    w = {"DDPM L_simple (eps, uniform tau)": p * (1 - t) ** 2,
+         f"min-SNR-{gamma:g} (eps, uniform tau)": p * (1 - t) ** 2 * snr.clamp(max=gamma) / snr,
+         "flow matching (uniform t)": torch.ones_like(t),
+         "SD3 logit-normal t (m=0, s=1)": torch.exp(-logit ** 2 / 2) / (math.sqrt(2 * math.pi) * t * (1 - t))}
+    return {k: v / torch.trapezoid(v, t) for k, v in w.items()}
+
+
+MNIST_GRID_ROWS = {"flow": ("flow-euler", "flow-ddimgrid"), "L_simple": ("lsimple-uniform", "lsimple-ddim"),
+                   "min-SNR-5": ("minsnr-uniform", "minsnr-ddim")}
+"""Each MNIST model's row keys on the uniform grid and on DDIM's trailing grid (all by Euler on the model's own
+flow: DDIM with η = 0 is Euler on DDIM's grid), in the ``mnist`` and ``mnist_grid`` parts of ``flows.json``."""
+
+
+def mnist_grid_table(mnist: Mapping[str, Any], grid_part: Mapping[str, Any]) -> str:
+    """A markdown table crossing objective and time grid on MNIST: FID (and FID / matched floor) of each model by
+    Euler on its own flow, on the uniform grid and on DDIM's grid, at each NFE both parts measured."""
+    from .reporting import markdown_table
+
+    rows_all = {**mnist["rows"], **grid_part["rows"]}
+    nfes = sorted({int(k.split(":")[1]) for k in grid_part["rows"]})
+    rows = []
+    for name, (uniform, ddim) in MNIST_GRID_ROWS.items():
+        for grid, key in (("uniform", uniform), ("DDIM's", ddim)):
+            cells = [f"{rows_all[f'{key}:{k}']['fid']:.1f} ({rows_all[f'{key}:{k}']['fid_over_floor']:.1f})"
+                     if f"{key}:{k}" in rows_all else "—" for k in nfes]
+            rows.append([name, grid] + cells)
+    return markdown_table(["objective", "time grid"] + [f"NFE {k}: FID (/ floor)" for k in nfes], rows)
+
+
+def grid_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int]) -> str:
+    """A markdown table of `toy_grid_scores`-style results (``"<method>@<grid>"`` keys): one row per model, each
+    cell SW / floor on the uniform grid / on DDIM's grid at that NFE."""
+    from .reporting import markdown_table
+
+    methods = list(dict.fromkeys(k.split("@")[0] for k in scores))
+    rows = [[m] + [f"{scores[f'{m}@uniform']['sw_ratio'][str(k)]:.2f} / {scores[f'{m}@ddim']['sw_ratio'][str(k)]:.2f}"
+                   for k in nfes] for m in methods]
+    return markdown_table(["model"] + [f"NFE {k}: uniform / DDIM grid" for k in nfes], rows)

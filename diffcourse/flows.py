@@ -168,7 +168,9 @@ def to_x0_eps(pred: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, kind: str)
         \nabla\log p_t = -\frac{\hat\varepsilon}{t} .
 
     The divisions show where each parameterisation is ill-posed: :math:`\varepsilon` at :math:`t \to 1` (pure
-    noise: :math:`\hat x_0` multiplies the error by :math:`1/(1-t)`), :math:`x_0` and the score at :math:`t \to 0`.
+    noise: the error of :math:`\hat\varepsilon` reaches :math:`\hat x_0` times :math:`t/(1-t)` and the velocity
+    times :math:`1/(1-t)`), :math:`x_0` and the score at :math:`t \to 0` (the error of :math:`\hat x_0` reaches
+    :math:`\hat\varepsilon` times :math:`(1-t)/t` and the velocity times :math:`1/t`).
     """
     tb = _per_example(t, x_t)
     if kind == "velocity":

@@ -238,3 +238,73 @@ def test_the_2d_study_models_come_back_from_their_file_as_they_were_saved(tmp_pa
     assert "schedule" in loaded["ddim-x0"] and "schedule" not in loaded["i-cfm"]
     with pytest.raises(FileNotFoundError, match="toy2d-cache"):
         load_toy_models(tmp_path / "missing.pt")
+
+
+# ---------------------------------------------------------------------------------------------- the time grid axis
+def _toy_entry(kind: str, seed: int = 0) -> dict:
+    from diffcourse.models import ToyMLP
+    from diffcourse.recipes.toy2d_flow import FLOW_TOY
+
+    torch.manual_seed(seed)
+    model = ToyMLP(hidden=16, depth=1).eval().requires_grad_(False)
+    return {"model": model, "schedule": make_schedule("linear", FLOW_TOY["T"])} if kind.startswith("ddim") else \
+        {"model": model}
+
+
+def test_both_time_grids_start_at_ddims_first_time_end_at_the_data_and_coincide_at_one_step():
+    from diffcourse.flow_study import toy_grid
+
+    for nfe in (1, 2, 8):
+        u, d = toy_grid("uniform", nfe), toy_grid("ddim", nfe)
+        assert len(u) == len(d) == nfe + 1 and float(u[0]) == float(d[0]) and abs(float(u[0]) - 0.9937) < 1e-3
+        assert float(u[-1]) == float(d[-1]) == 0.0 and bool((u[1:] < u[:-1]).all()) and bool((d[1:] < d[:-1]).all())
+        assert torch.allclose(u[1:] - u[:-1], u[1:2] - u[:1])                 # evenly spaced
+    assert torch.equal(toy_grid("uniform", 1), toy_grid("ddim", 1))
+    assert float(toy_grid("ddim", 4)[1]) > float(toy_grid("uniform", 4)[1])  # DDIM's steps crowd near t = 1
+
+
+def test_a_diffusion_model_by_euler_on_ddims_grid_is_its_ddim_and_the_uniform_grid_differs():
+    from diffcourse.flow_study import toy_grid_sample, toy_sample
+
+    x_T = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    for kind in ("ddim-eps", "ddim-x0"):
+        entry = _toy_entry(kind)
+        ddim = toy_sample(kind, entry, x_T, 4)
+        assert torch.allclose(toy_grid_sample(kind, entry, x_T, 4, "ddim"), ddim, atol=1e-4)
+        assert (toy_grid_sample(kind, entry, x_T, 4, "uniform") - ddim).abs().max() > 1e-2
+
+
+def test_the_effective_weights_integrate_to_one_and_the_eps_loss_puts_little_weight_near_noise():
+    from diffcourse.flow_study import effective_weights
+
+    t = torch.linspace(1e-3, 1 - 1e-3, 4001, dtype=torch.float64)
+    w = effective_weights(t)
+    for v in w.values():
+        assert abs(float(torch.trapezoid(v, t)) - 1) < 1e-6 and bool((v >= 0).all())
+    eps = w["DDPM L_simple (eps, uniform tau)"]
+    assert float(torch.trapezoid(eps * (t > 0.9), t)) < 0.02 < float(torch.trapezoid(eps * (t < 0.5), t))
+    assert float(w["flow matching (uniform t)"].std()) < 1e-12  # constant in t
+    snr = ((1 - t) / t) ** 2  # min-SNR-5 is L_simple times min(SNR, 5)/SNR, up to the normalisation
+    ratio = w["min-SNR-5 (eps, uniform tau)"] / eps / (snr.clamp(max=5) / snr)
+    ok = eps > 1e-6
+    assert float(ratio[ok].max() / ratio[ok].min()) < 1 + 1e-9
+
+
+def test_the_verdict_table_names_the_winner_only_where_the_seeds_agree():
+    from diffcourse.flow_study import verdict_table
+
+    runs = [{"a": {"sw_ratio": {"1": 1.0, "2": 5.0}}, "b": {"sw_ratio": {"1": 3.0, "2": 1.0}}},
+            {"a": {"sw_ratio": {"1": 1.1, "2": 1.0}}, "b": {"sw_ratio": {"1": 3.2, "2": 4.0}}},
+            {"a": {"sw_ratio": {"1": 0.9, "2": 3.0}}, "b": {"sw_ratio": {"1": 2.9, "2": 2.0}}}]
+    table = verdict_table(runs, [("a", "b")], nfes=(1, 2))
+    row = table.splitlines()[-1]
+    assert "**a** by 2.03" in row and "not resolved" in row.split("|")[3] and "**" not in row.split("|")[3]
+
+
+def test_the_floor_draws_start_with_the_studys_own_floor():
+    from diffcourse.flow_study import toy_floor_draws, toy_sets
+    from diffcourse.metrics import sliced_wasserstein
+
+    draws = toy_floor_draws(3, n=300, draws=4)
+    sets = toy_sets(3, 300)
+    assert draws[0] == sliced_wasserstein(sets["other"], sets["data"]) and len(set(draws)) == 4
