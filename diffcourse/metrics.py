@@ -20,7 +20,8 @@ __all__ = ["sliced_wasserstein", "sw_floor_ratio", "frechet_distance", "feature_
            "NoisyKernelBayes", "kernel_bayes_on_noisy", "ddpm_elbo_bpd"]
 
 
-def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0) -> float:
+def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 256, seed: int = 0,
+                       unequal: bool = False) -> float:
     r"""Sliced 2-Wasserstein distance between two equal-size point sets.
 
     .. math::
@@ -32,17 +33,25 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int = 25
     the number is repeatable. Two samples of the same distribution do not score 0:
     compare with the *floor*, the distance between two independent data samples of
     the same size.
+
+    With ``unequal=True`` the two sets may differ in size (a jackknife deletes a group from one of them): in 1D
+    :math:`W_2^2=\int_0^1\big(F_x^{-1}(u)-F_y^{-1}(u)\big)^2du`, and the empirical quantile functions are
+    step functions with breaks at :math:`i/n_x` and :math:`j/n_y`, so the integral is an exact sum over the merged
+    breaks; for equal sizes it is the sorted-value formula above.
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"Expected two (n, d) point sets of the same d, got {tuple(x.shape)} and {tuple(y.shape)}.")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"Sliced Wasserstein here compares sets of equal size; got {x.shape[0]} and {y.shape[0]} points.")
+    if x.shape[0] != y.shape[0] and not unequal:
+        raise ValueError(f"Sliced Wasserstein here compares sets of equal size; got {x.shape[0]} and {y.shape[0]} points "
+                         "(pass unequal=True to compare the quantile functions of sets of different sizes).")
     g = torch.Generator().manual_seed(seed)
     theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
     theta = theta / theta.norm(dim=0, keepdim=True)
     px = (x.detach().cpu().double() @ theta).sort(dim=0).values
     py = (y.detach().cpu().double() @ theta).sort(dim=0).values
-    return float(((px - py) ** 2).mean().sqrt())
+    if x.shape[0] == y.shape[0]:
+        return float(((px - py) ** 2).mean().sqrt())
+    return _quantile_w2_squared(px, py).mean().sqrt().item()
 
 
 
@@ -565,3 +574,16 @@ def _elbo_kl_terms(eps_fn: Callable, schedule, x0: torch.Tensor, ts: list[int], 
         w = torch.tensor(chunk_w, dtype=torch.float64, device=dev).repeat_interleave(B)
         diffusion += (w * kl).reshape(len(chunk_t), B).sum(0)
     return diffusion
+
+
+def _quantile_w2_squared(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    r"""Per column, :math:`\int_0^1 (F_x^{-1}(u) - F_y^{-1}(u))^2\,du` for sorted columns ``px`` (n_x, P) and ``py``
+    (n_y, P): both quantile functions are constant between the merged breaks :math:`\{i/n_x\}\cup\{j/n_y\}`."""
+    nx, ny = px.shape[0], py.shape[0]
+    breaks = torch.cat([torch.arange(1, nx + 1, dtype=torch.float64) / nx, torch.arange(1, ny + 1, dtype=torch.float64) / ny])
+    breaks = torch.unique(breaks)                                   # sorted, ends at 1
+    width = torch.diff(breaks, prepend=breaks.new_zeros(1))
+    mid = breaks - width / 2
+    ix = (mid * nx).long().clamp_max(nx - 1)                        # the step of F_x^{-1} that holds u = mid
+    iy = (mid * ny).long().clamp_max(ny - 1)
+    return (width[:, None] * (px[ix] - py[iy]) ** 2).sum(0)

@@ -164,3 +164,19 @@ def test_the_sampler_leaderboard_was_measured_on_the_shipped_weights():
     bench = json.loads((ROOT / "benchmarks/results/samplers.json").read_text())
     assert bench["checkpoints"] == {name: checkpoint_info(name)["sha256"] for name in bench["checkpoints"]}
     assert {"mnist-ddpm", "mnist-cfg", "mnist-classifier"} <= bench["checkpoints"].keys()
+
+
+def test_editing_benchmark_stores_paired_verdicts_that_match_its_rows():
+    """Each RePaint row with r > 1 carries a paired verdict against r = 1 whose estimate is the difference of the two
+    rows' means, inside its own interval, and whose `resolved` flag is the interval excluding 0."""
+    bench = json.loads((ROOT / "benchmarks/results/editing.json").read_text())
+    for mask in ("bottom", "centre"):
+        rows = {r["r"]: r for r in bench["repaint"] if r["mask"] == mask}
+        for r, row in rows.items():
+            if r == 1:
+                continue
+            for key in ("agreement", "seam_ratio"):
+                v = row["vs_r1"][key]
+                assert abs(v["difference"] - (row[key] - rows[1][key])) < 2e-3, (mask, r, key)
+                assert v["low"] <= v["difference"] <= v["high"]
+                assert v["resolved"] == (v["low"] > 0 or v["high"] < 0)

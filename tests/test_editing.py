@@ -343,3 +343,17 @@ def test_kid_against_a_fixed_reference_equals_kid():
     g = torch.Generator().manual_seed(1)
     ref, x = torch.randn(300, 16, generator=g), torch.randn(40, 16, generator=g) + 0.3
     assert math.isclose(E.kid_against(ref)(x), kid(x, ref), rel_tol=1e-12)
+
+
+def test_chapters_4_and_9_read_set_metrics_by_the_jackknife():
+    """SW / floor (chapter 4) and KID (chapter 9) are metrics of a whole set: their verdicts use jackknife_difference,
+    never the bootstrap (duplicated rows distort a set metric)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name, metric in (("04_score_sde", "sw_metric"), ("09_editing", "realism")):
+        cells = json.loads((root / f"notebooks/{name}.ipynb").read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert f"jackknife_difference({metric}" in code, name
+        assert f"bootstrap_difference({metric}" not in code, name

@@ -218,3 +218,22 @@ def test_probability_flow_ode_encode_inverts_the_sampler():
         x0 = probability_flow_ode_sample(eps, s, x1.clone(), steps=steps, method="rk4")
         errors.append((probability_flow_ode_encode(eps, s, x0, steps=steps, method="rk4") - x1).norm(dim=1).median().item())
     assert errors[1] < 0.02 < errors[0]
+
+
+def test_sliced_wasserstein_of_unequal_sets_is_the_exact_quantile_integral():
+    """unequal=True: equal sets give the sorted-value formula; in 1D {0, 1} vs {0, 0.5, 1} the quantile functions
+    differ by 0.5 on two sixths of [0, 1] (W2^2 = 1/12); a set and its own copy twice over are at distance 0; and
+    by default unequal sizes still raise."""
+    import pytest
+
+    from diffcourse.metrics import sliced_wasserstein
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 2, generator=g), torch.randn(300, 2, generator=g) + 0.5
+    assert sliced_wasserstein(x, y, unequal=True) == sliced_wasserstein(x, y)
+    a, b = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [0.5], [1.0]])
+    assert abs(sliced_wasserstein(a, b, n_projections=1, unequal=True) ** 2 - 1 / 12) < 1e-12
+    assert sliced_wasserstein(y, y.repeat(2, 1), unequal=True) < 1e-12
+    assert abs(sliced_wasserstein(x, y[:250], unequal=True) - sliced_wasserstein(x, y)) < 0.1
+    with pytest.raises(ValueError, match="unequal=True"):
+        sliced_wasserstein(x, y[:250])
