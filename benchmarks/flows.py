@@ -21,8 +21,10 @@ interrupted run keeps what it measured; a part re-run replaces that part. One th
   ``mnist-ddpm``) at NFE 5/10/20/50: Euler and Heun for the flow, DDIM (eta = 0, no clipping: Euler on the
   diffusion model's own flow) for both diffusion models. Every sampler decodes the same N noises (seed 0, so the
   differences are paired). FID in the course's feature space (``mnist-classifier``) against all 10 000 test digits,
-  next to `matched_floor` (N training digits, the data's own label mix, 5 draws); confident share; paired bootstrap
-  differences (`bootstrap_difference`, ``--n-boot`` resamples, 1000 by default). Also: the shipped 19 500-step
+  next to `matched_floor` (N training digits, the data's own label mix, 5 draws); confident share; paired
+  differences from the same noises: FID by the paired jackknife (`jackknife_difference`, 50 groups, the test
+  digits' noise included; ``--part mnist-verdicts`` from the cached images), the confident share by the paired
+  bootstrap (`bootstrap_difference`, ``--n-boot`` resamples, 1000 by default). Also: the shipped 19 500-step
   ``mnist-ddpm`` sampled as a flow (`diffusion_velocity_fn`, Euler on DDIM's grid) against its DDIM. Images are
   cached in ``--cache`` so an interrupted run resumes.
 """

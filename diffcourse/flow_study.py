@@ -5,7 +5,8 @@ sliced Wasserstein distance to fresh data over the floor (two data sets of the s
 straightness of each model's ODE paths (`diffcourse.flows.straightness`; the diffusion models' probability-flow
 ODE is read on the linear path by `diffusion_velocity_fn`). ``benchmarks/flows.py`` runs it over seeds; the lesson
 runs seed 0 live. `seed_verdicts` and `mnist_verdicts` turn the results into the verdict lines of
-`diffcourse.measure` (paired over seeds, or paired bootstrap over samples drawn from the same noises).
+`diffcourse.measure` (paired over seeds; or, over samples drawn from the same noises, the paired jackknife for FID
+and the paired bootstrap for the confident share).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from .samplers.flow import flow_sample
 __all__ = ["TOY_NFES", "TOY_METHODS", "toy_sets", "toy_models", "toy_velocity", "toy_sample", "toy_straightness",
            "toy_scores", "toy_study", "TOY_CACHE", "save_toy_models", "load_toy_models", "seed_verdicts",
            "mnist_verdicts", "TOY_GRIDS", "toy_grid", "toy_grid_start", "toy_grid_sample", "toy_floor_draws",
-           "toy_grid_scores", "floor_band_table", "verdict_table", "grid_curves", "effective_weights", "MNIST_GRID_ROWS", "mnist_grid_table", "grid_table"]
+           "toy_grid_scores", "floor_band_table", "verdict_table", "grid_curves", "effective_weights", "MNIST_GRID_ROWS", "mnist_grid_table", "grid_table",
+           "over_mean_floor", "plot_ode_paths"]
 
 TOY_NFES = (1, 2, 4, 8, 50)
 TOY_METHODS = ("i-cfm", "ot-cfm", "reflow", "ddim-x0", "ddim-eps")
@@ -138,8 +140,9 @@ def seed_verdicts(runs: Sequence[Mapping[str, Any]], pairs: Sequence[tuple[str, 
 
 
 def mnist_verdicts(results: Mapping[str, Any], metric: str = "fid") -> list[tuple[int, Difference]]:
-    """The paired bootstrap differences stored by ``benchmarks/flows.py --part mnist`` for ``metric``
-    (``"fid"`` or ``"confident"``), as ``(nfe, Difference)``."""
+    """The paired differences stored by ``benchmarks/flows.py --part mnist`` (or ``--part mnist-grid``) for
+    ``metric``, as ``(nfe, Difference)``: ``"fid"`` by the paired jackknife over groups of samples (the test digits'
+    noise included), ``"confident"`` by the paired bootstrap; each `Difference` names its own interval."""
     out = []
     for d in results.get("differences", []):
         if d["metric"] == metric:
@@ -174,10 +177,13 @@ def continuity_residual(gm, x: torch.Tensor, t: float, h: float = 1e-4) -> tuple
 
 
 def toy_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int] = TOY_NFES,
-              seconds: Mapping[str, Mapping[str, Any]] | None = None, seconds_label: str = "training s") -> str:
+              seconds: Mapping[str, Mapping[str, Any]] | None = None, seconds_label: str = "training s",
+              ratio_label: str = "SW / floor") -> str:
     """A markdown table of one seed's study: SW / floor at each NFE, straightness and training seconds per method
     (``seconds``: another run's score dicts to take the seconds from, e.g. the benchmark's seed in ``flows.json``
-    when the models were loaded rather than trained here)."""
+    when the models were loaded rather than trained here). The straightness column is `toy_straightness`'s: each
+    model on its own sampler's grid (a flow's uniform one, a diffusion model's DDIM grid), so it is not a
+    comparison across the two families (`toy_grid_scores` measures every model on the same grid)."""
     from .reporting import markdown_table
 
     rows = []
@@ -186,15 +192,19 @@ def toy_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int] = TOY
         extra = f" (+{clock['pair_seconds']:.1f} s for the pairs, + the I-CFM run)" if "pair_seconds" in clock else ""
         rows.append([m] + [f"{s['sw_ratio'][str(k)]:.2f}" for k in nfes]
                     + [f"{s['straightness']:.4f}", f"{clock['train_seconds']:.1f}{extra}"])
-    return markdown_table(["model"] + [f"NFE {k}" for k in nfes] + ["straightness", seconds_label], rows)
+    return markdown_table([f"model ({ratio_label})"] + [f"NFE {k}" for k in nfes]
+                          + ["straightness (each on its own grid: flows uniform, DDIM models DDIM's)", seconds_label], rows)
 
 
-def plot_pairs(ax, x0: torch.Tensor, eps: torch.Tensor, title: str, n: int = 60) -> None:
-    """The straight lines of a coupling: each data point joined to its noise partner (the conditional paths)."""
-    for i in range(min(n, len(x0))):
+def plot_pairs(ax, x0: torch.Tensor, eps: torch.Tensor, title: str, n: int = 60, seed: int = 0) -> None:
+    """The straight lines of a coupling: each data point joined to its noise partner (the conditional paths), for
+    ``n`` pairs drawn at random (seeded: a data set may come ordered, e.g. the two moons' upper half first)."""
+    idx = torch.randperm(len(x0), generator=torch.Generator().manual_seed(seed))[:n]
+    x0, eps = x0[idx], eps[idx]
+    for i in range(len(idx)):
         ax.plot([eps[i, 0], x0[i, 0]], [eps[i, 1], x0[i, 1]], color="C0", lw=0.6, alpha=0.7)
-    ax.scatter(eps[:n, 0], eps[:n, 1], s=8, color="k", label="noise (t = 1)")
-    ax.scatter(x0[:n, 0], x0[:n, 1], s=8, color="C3", label="data (t = 0)")
+    ax.scatter(eps[:, 0], eps[:, 1], s=8, color="k", label="noise (t = 1)")
+    ax.scatter(x0[:, 0], x0[:, 1], s=8, color="C3", label="data (t = 0)")
     ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), aspect="equal", title=title)
     ax.legend(loc="upper right", fontsize=7)
 
@@ -384,6 +394,8 @@ def effective_weights(t: torch.Tensor, T: int = 1000, gamma: float = 5.0) -> dic
     :math:`t` (Kingma & Gao 2023's view: one per-noise-level loss, different weightings), each normalised to
     integrate to 1 over :math:`t\in(0,1)`:
 
+    * DDPM's loss on :math:`x_0` (the 2D study's ``ddim-x0``): :math:`p(t)\,t^2`, since
+      :math:`\hat x_0-x_0=-t(\hat v-v)`: heavy near noise, light near the data;
     * DDPM's :math:`L_\text{simple}` (ε-loss, :math:`\tau` uniform on :math:`0\ldots T-1`, linear schedule):
       :math:`p(t)\,(1-t)^2`, since :math:`\hat\varepsilon-\varepsilon=(1-t)(\hat v-v)` at fixed :math:`z_t` and
       :math:`p(t)=\frac1T\,d\tau/dt` is the density of the sampled times on the linear clock;
@@ -402,6 +414,7 @@ def effective_weights(t: torch.Tensor, T: int = 1000, gamma: float = 5.0) -> dic
     snr = ((1 - t) / t) ** 2
     logit = torch.log(t / (1 - t))
     w = {"DDPM L_simple (eps, uniform tau)": p * (1 - t) ** 2,
+         "DDPM x0-loss (x0, uniform tau)": p * t ** 2,
          f"min-SNR-{gamma:g} (eps, uniform tau)": p * (1 - t) ** 2 * snr.clamp(max=gamma) / snr,
          "flow matching (uniform t)": torch.ones_like(t),
          "SD3 logit-normal t (m=0, s=1)": torch.exp(-logit ** 2 / 2) / (math.sqrt(2 * math.pi) * t * (1 - t))}
@@ -439,3 +452,31 @@ def grid_table(scores: Mapping[str, Mapping[str, Any]], nfes: Sequence[int]) -> 
     rows = [[m] + [f"{scores[f'{m}@uniform']['sw_ratio'][str(k)]:.2f} / {scores[f'{m}@ddim']['sw_ratio'][str(k)]:.2f}"
                    for k in nfes] for m in methods]
     return markdown_table(["model"] + [f"NFE {k}: uniform / DDIM grid" for k in nfes], rows)
+
+
+def over_mean_floor(scores: Mapping[str, Mapping[str, Any]], mean_floor: float) -> dict[str, dict[str, Any]]:
+    """A copy of `toy_scores`'s dicts with every SW ratio (``sw_ratio``, ``sw_ratio_heun``) divided by
+    ``mean_floor`` (e.g. the mean of `toy_floor_draws`) instead of the one floor draw it was divided by."""
+    out = {}
+    for m, row in scores.items():
+        scale = row["floor"] / mean_floor
+        out[m] = {**row, "floor": mean_floor,
+                  **{key: {k: v * scale for k, v in row[key].items()}
+                     for key in ("sw_ratio", "sw_ratio_heun") if key in row}}
+    return out
+
+
+def plot_ode_paths(axes, fine: Mapping[str, torch.Tensor], data: torch.Tensor,
+                   straight: Mapping[str, float] | None = None, lim: float = 3.5) -> None:
+    """One panel per model: the ODE's paths ``fine[name]`` (a ``(steps + 1, n, 2)`` trajectory from the noises at
+    t = 1 to t = 0) over the data (grey), the start black and the end red; ``straight`` adds each model's
+    straightness to its title."""
+    for ax, (name, traj) in zip(axes, fine.items()):
+        ax.scatter(data[:, 0], data[:, 1], s=2, color="0.85")
+        for i in range(traj.shape[1]):
+            ax.plot(traj[:, i, 0], traj[:, i, 1], color="C0", lw=0.7, alpha=0.8)
+        ax.scatter(traj[0, :, 0], traj[0, :, 1], s=8, color="k", zorder=3, label="noise (t = 1)")
+        ax.scatter(traj[-1, :, 0], traj[-1, :, 1], s=8, color="C3", zorder=3, label="end of the path (t = 0)")
+        extra = f": straightness {straight[name]:.4f}" if straight else ""
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=f"{name}{extra}")
+        ax.legend(loc="upper right", fontsize=7)

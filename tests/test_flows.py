@@ -308,3 +308,42 @@ def test_the_floor_draws_start_with_the_studys_own_floor():
     draws = toy_floor_draws(3, n=300, draws=4)
     sets = toy_sets(3, 300)
     assert draws[0] == sliced_wasserstein(sets["other"], sets["data"]) and len(set(draws)) == 4
+
+
+def test_the_x0_loss_weights_the_velocity_error_by_t_squared_and_sits_near_noise():
+    from diffcourse.flow_study import effective_weights
+
+    t = torch.linspace(1e-3, 1 - 1e-3, 4001, dtype=torch.float64)
+    w = effective_weights(t)
+    x0, eps = w["DDPM x0-loss (x0, uniform tau)"], w["DDPM L_simple (eps, uniform tau)"]
+    ok = eps > 1e-6
+    ratio = x0[ok] / eps[ok] / (t[ok] / (1 - t[ok])) ** 2  # x0_hat - x0 = -t (v_hat - v), eps_hat - eps = (1-t)(...)
+    assert float(ratio.max() / ratio.min()) < 1 + 1e-9
+    assert float(torch.trapezoid(x0 * (t > 0.5), t)) > 0.5 > float(torch.trapezoid(eps * (t > 0.5), t))
+
+
+def test_over_mean_floor_rescales_every_ratio_and_keeps_the_raw_sw():
+    from diffcourse.flow_study import over_mean_floor
+
+    scores = {"a": {"floor": 0.04, "sw_ratio": {"1": 2.0, "2": 1.5}, "sw_ratio_heun": {"2": 1.25},
+                    "straightness": 0.5}}
+    out = over_mean_floor(scores, 0.05)
+    assert out["a"]["floor"] == 0.05 and out["a"]["straightness"] == 0.5
+    for key in ("sw_ratio", "sw_ratio_heun"):
+        for k, v in scores["a"][key].items():
+            assert abs(out["a"][key][k] * 0.05 - v * 0.04) < 1e-12  # the same SW, over another floor
+    assert scores["a"]["sw_ratio"]["1"] == 2.0  # the input is not changed
+
+
+def test_plot_pairs_draws_a_random_subset_of_an_ordered_batch():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from diffcourse.flow_study import plot_pairs
+
+    x0 = torch.cat([torch.ones(128, 2), -torch.ones(128, 2)])  # ordered: the upper half first, like the moons
+    fig, ax = plt.subplots()
+    plot_pairs(ax, x0, torch.zeros(256, 2), "t", n=60)
+    drawn = ax.collections[1].get_offsets()  # the data points' scatter
+    plt.close(fig)
+    assert len(drawn) == 60 and (drawn[:, 0] > 0).any() and (drawn[:, 0] < 0).any()
