@@ -148,9 +148,7 @@ def kid_difference(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, *,
     "distinct" pairs and bias every replicate). The interval is :math:`\Delta \pm t_{G-1}\hat\sigma`, conditional on
     ``R`` as the measurement is.
     """
-    from scipy.stats import t as student_t
-
-    from .measure import jackknife_variance
+    from .measure import jackknife_variance, t_multiplier
 
     def parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = x.double(), reference.double()
@@ -170,6 +168,6 @@ def kid_difference(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor, *,
     pa, pb = parts(a), parts(b)
     estimate = delta(torch.arange(len(a)))
     variance, count = jackknife_variance(len(a), delta, groups, torch.Generator().manual_seed(seed))
-    hw = float(student_t.ppf((1 + level) / 2, count - 1)) * variance ** 0.5
+    hw = t_multiplier(count - 1, level) * variance ** 0.5
     return Difference(name_a, name_b, estimate, estimate - hw, estimate + hw, level,
                       f"jackknife (paired, {count} groups, fixed reference)")

@@ -25,7 +25,8 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .measure import Difference, bootstrap_difference, draw_reference, fid_features, jackknife_difference
+from .measure import (Difference, bootstrap_difference, draw_reference, fid_features, jackknife_difference,
+                      new_draw_half_width)
 from .samplers.guidance import classifier_guided_eps, classifier_log_prob_grad
 
 __all__ = ["UNCONDITIONAL", "setting_name", "is_unconditional", "fid_to_floor", "paired_fid", "paired_accuracy",
@@ -233,9 +234,7 @@ def to_floor_difference(quality: Mapping, part: str, key: str) -> Difference:
     """FID − matched floor for one row of a sweep: the bootstrap's, when the benchmark kept that row's features at the
     sweep's N (part ``guidance``), else an approximate interval that assumes the samples' FID varies as the real
     draws' does: ± t·sd·√(1 + 1/M) over the floor's M draws (t of M − 1 degrees of freedom: 2.78 for 5 draws), the
-    spread of one new draw about their mean; its ``method`` says so."""
-    from scipy.stats import t as student_t
-
+    spread of one new draw about their mean (`measure.new_draw_half_width`); its ``method`` says so."""
     boot = ((quality.get("guidance") or {}).get("to_floor") or {}).get(key)
     if boot is not None and boot.get("n") == quality[part]["n"]:
         return difference_from_dict(boot)
@@ -243,7 +242,7 @@ def to_floor_difference(quality: Mapping, part: str, key: str) -> Difference:
     fl = quality[part].get("floor_data_mix" if mix == "data mix" else "floor_matched") or {}
     m = len(fl.get("draws") or [None] * 5)
     fid = quality[part]["per_w" if part == "cfg" else "per_s"][key.split(":")[1]]["fid"]
-    hw = float(student_t.ppf(0.975, m - 1)) * std * math.sqrt(1 + 1 / m)
+    hw = new_draw_half_width(std, m)
     return Difference(setting_name(key), f"{mix} real digits", fid - mean, fid - mean - hw, fid - mean + hw,
                       method=f"approximate: ± t·sd·√(1 + 1/{m}) over {m} real draws")
 
@@ -326,13 +325,11 @@ def band_difference(value: float, band: Sequence[float], name_a: str, name_b: st
     new draw about the band's mean — it assumes that the samples' metric varies from draw to draw as a real draw's
     does (as `to_floor_difference` does for FID). No row is resampled, so a U-statistic such as KID keeps its
     meaning (a bootstrap with replacement adds :math:`k(x, x)` terms to it)."""
-    from scipy.stats import t as student_t
-
     v = torch.as_tensor([float(b) for b in band], dtype=torch.float64)
     if len(v) < 10:
         raise ValueError(f"band_difference needs at least 10 real draws for a stable spread, got {len(v)}.")
     m, sd = float(v.mean()), float(v.std())
-    hw = float(student_t.ppf(0.5 + level / 2, len(v) - 1)) * sd * math.sqrt(1 + 1 / len(v))
+    hw = new_draw_half_width(sd, len(v), level)
     return Difference(name_a, name_b, value - m, value - m - hw, value - m + hw, level,
                       f"band of {len(v)} real draws: ± t·sd·√(1 + 1/{len(v)})")
 

@@ -21,7 +21,8 @@ import torch
 from .metrics import feature_stats, frechet_distance
 
 __all__ = ["balanced_labels", "draw_reference", "fid_features", "Floor", "matched_floor", "Difference",
-           "bootstrap_difference", "jackknife_difference", "jackknife_variance", "seed_difference"]
+           "bootstrap_difference", "jackknife_difference", "jackknife_variance", "seed_difference", "t_multiplier",
+           "new_draw_half_width"]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
@@ -193,6 +194,21 @@ def bootstrap_difference(metric: Callable[[torch.Tensor, torch.Tensor | None], f
                       f"bootstrap ({'paired' if paired else 'unpaired'}, {n_boot} resamples)")
 
 
+def t_multiplier(df: int, level: float = 0.95) -> float:
+    r"""Student's :math:`t_{df}` quantile at :math:`(1+\text{level})/2`: a two-sided interval's half-width in
+    standard errors (1.96 as ``df`` grows)."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf((1 + level) / 2, df))
+
+
+def new_draw_half_width(sd: float, draws: int, level: float = 0.95) -> float:
+    r"""Half-width :math:`t_{M-1}\,\mathrm{sd}\sqrt{1 + 1/M}` of the spread of one new draw about the mean of
+    ``draws`` = M earlier ones (a prediction interval): how far a sample set may sit from a band of M real draws
+    before it is resolved away from them, if its metric varies as a real draw's does."""
+    return t_multiplier(draws - 1, level) * sd * math.sqrt(1 + 1 / draws)
+
+
 def jackknife_variance(n: int, statistic: Callable[[torch.Tensor], float], groups: int = 50,
                        generator: torch.Generator | None = None) -> tuple[float, int]:
     r"""Delete-a-group jackknife variance of ``statistic(kept_rows)`` over ``n`` rows, and the number of groups G.
@@ -221,8 +237,6 @@ def jackknife_difference(metric: Callable[[torch.Tensor, torch.Tensor | None], f
     such as the confident share: pass ``reference=None``). The course's interval for every sample-set comparison;
     `bootstrap_difference` is kept to show (chapter 7) why not the bootstrap.
     """
-    from scipy.stats import t as student_t
-
     if paired and len(a) != len(b):
         raise ValueError(f"Paired sets must have equal size ({len(a)} vs {len(b)}): pass paired=False.")
     g = torch.Generator().manual_seed(seed)
@@ -236,7 +250,7 @@ def jackknife_difference(metric: Callable[[torch.Tensor, torch.Tensor | None], f
     if reference is not None:
         variance += jackknife_variance(len(reference), lambda k: m(a, reference[k]) - m(b, reference[k]),
                                        groups, g)[0]
-    hw = float(student_t.ppf((1 + level) / 2, count - 1)) * math.sqrt(variance)
+    hw = t_multiplier(count - 1, level) * math.sqrt(variance)
     return Difference(name_a, name_b, estimate, estimate - hw, estimate + hw, level,
                       f"jackknife ({'paired' if paired else 'unpaired'}, {count} groups)")
 
@@ -245,13 +259,11 @@ def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, lev
                     name_a: str = "A", name_b: str = "B") -> Difference:
     r"""Interval of the mean difference over seeds, :math:`\bar\Delta \pm t_{k-1}\, s_\Delta/\sqrt k`, where
     ``values_a[i]`` and ``values_b[i]`` were measured with the same seed i (a paired t-interval)."""
-    from scipy.stats import t as student_t
-
     a, b = torch.as_tensor(values_a, dtype=torch.float64), torch.as_tensor(values_b, dtype=torch.float64)
     if a.shape != b.shape or a.numel() < 2:
         raise ValueError("seed_difference needs two equal-length lists of at least two per-seed values.")
     d = a - b
     k = d.numel()
-    hw = float(student_t.ppf((1 + level) / 2, k - 1)) * float(d.std()) / math.sqrt(k)
+    hw = t_multiplier(k - 1, level) * float(d.std()) / math.sqrt(k)
     m = float(d.mean())
     return Difference(name_a, name_b, m, m - hw, m + hw, level, f"paired t over {k} seeds")

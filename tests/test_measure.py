@@ -118,3 +118,9 @@ def test_the_jackknife_interval_matches_the_spread_of_fid_differences_over_indep
         assert 0.6 < ratio < 1.7, (paired, ratio)
     d = est[0]
     assert d.method == "jackknife (unpaired, 30 groups)" and d.low < d.estimate < d.high
+
+
+def test_t_multiplier_and_the_half_width_of_one_new_draw():
+    from diffcourse.measure import new_draw_half_width, t_multiplier
+    assert abs(t_multiplier(4) - 2.7764) < 1e-4 and abs(t_multiplier(10_000) - 1.96) < 1e-3
+    assert abs(new_draw_half_width(2.0, 5) - 2.7764 * 2.0 * (1.2 ** 0.5)) < 1e-3
